@@ -1,0 +1,401 @@
+// pybind11 bindings of the cloudcov kernels: type conversion, cheap checks, GIL release.
+// Argument checking with user-facing messages happens first in python/cloudcov/_validate.py;
+// the checks here only protect the kernels from invalid memory access.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "cloudcov/boxcar.hpp"
+#include "cloudcov/conditioning.hpp"
+#include "cloudcov/cov_lookup.hpp"
+#include "cloudcov/errors.hpp"
+#include "cloudcov/infill.hpp"
+#include "cloudcov/lapack.hpp"
+#include "cloudcov/lpi_stars.hpp"
+#include "cloudcov/pixel_classes.hpp"
+#include "cloudcov/shift_stack.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using cloudcov::idx;
+
+#define CLOUDCOV_STR2(x) #x
+#define CLOUDCOV_STR(x) CLOUDCOV_STR2(x)
+
+namespace {
+
+template <class T>
+bool is_dtype(const py::array& a) {
+    return a.dtype().is(py::dtype::of<T>());
+}
+
+void check_array(const py::array& a, const char* name, int ndim) {
+    if (a.ndim() != ndim)
+        throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(ndim) +
+                                    "-D array, got " + std::to_string(a.ndim()) + "-D");
+    if (!(a.flags() & py::array::c_style))
+        throw std::invalid_argument(std::string(name) + ": expected a C-contiguous array");
+}
+
+template <class T>
+const T* cptr(const py::array& a, const char* name, int ndim) {
+    check_array(a, name, ndim);
+    if (!is_dtype<T>(a))
+        throw std::invalid_argument(std::string(name) + ": wrong dtype " +
+                                    std::string(py::str(a.dtype())));
+    return static_cast<const T*>(a.data());
+}
+
+template <class T>
+T* mptr(py::array& a, const char* name, int ndim) {
+    cptr<T>(a, name, ndim);
+    if (!a.writeable()) throw std::invalid_argument(std::string(name) + ": array is read-only");
+    return static_cast<T*>(a.mutable_data());
+}
+
+template <class T>
+cloudcov::Image<const T> cimage(const py::array& a, const char* name) {
+    const T* p = cptr<T>(a, name, 2);
+    return {p, static_cast<idx>(a.shape(0)), static_cast<idx>(a.shape(1))};
+}
+
+template <class T>
+cloudcov::Image<T> mimage(py::array& a, const char* name) {
+    T* p = mptr<T>(a, name, 2);
+    return {p, static_cast<idx>(a.shape(0)), static_cast<idx>(a.shape(1))};
+}
+
+// ---- boxcar -------------------------------------------------------------------------------
+template <class T>
+py::array boxcar_t(const py::array& image, idx wrow, idx wcol) {
+    auto in = cimage<T>(image, "image");
+    cloudcov::require(wrow >= 1 && wcol >= 1 && wrow <= in.rows && wcol <= in.cols,
+                      "boxcar widths must be >= 1 and fit in the image");
+    py::array_t<T> out({in.rows - wrow + 1, in.cols - wcol + 1});
+    auto o = mimage<T>(out, "out");
+    {
+        py::gil_scoped_release nogil;  // only raw buffers are touched below
+        cloudcov::boxcar_sum<T, T>(in, wrow, wcol, o);
+    }
+    return out;
+}
+
+py::array boxcar(const py::array& image, idx wrow, idx wcol) {
+    if (is_dtype<float>(image)) return boxcar_t<float>(image, wrow, wcol);
+    if (is_dtype<double>(image)) return boxcar_t<double>(image, wrow, wcol);
+    throw std::invalid_argument("image: expected float32 or float64");
+}
+
+// ---- shifted-product stack ----------------------------------------------------------------
+template <class T>
+void shift_stack_t(const py::array& image, idx Np, idx wrow, idx wcol, py::array& bimage,
+                   py::array& stack, int nthreads) {
+    auto x = cimage<T>(image, "image");
+    auto b = mimage<T>(bimage, "bimage");
+    T* s = mptr<T>(stack, "stack", 3);
+    cloudcov::Stack<T> st{s, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
+                          static_cast<idx>(stack.shape(2))};
+    py::gil_scoped_release nogil;  // buffers are owned by the caller and kept alive by it
+    cloudcov::shift_stack<T>(x, Np, wrow, wcol, b, st, nthreads);
+}
+
+void shift_stack(const py::array& image, idx Np, idx wrow, idx wcol, py::array bimage,
+                 py::array stack, int nthreads) {
+    if (is_dtype<float>(image)) return shift_stack_t<float>(image, Np, wrow, wcol, bimage, stack, nthreads);
+    if (is_dtype<double>(image)) return shift_stack_t<double>(image, Np, wrow, wcol, bimage, stack, nthreads);
+    throw std::invalid_argument("image: expected float32 or float64");
+}
+
+// ---- covariance lookup --------------------------------------------------------------------
+template <class T>
+cloudcov::StackCov<T> stack_cov(const py::array& bimage, const py::array& stack, idx Np, idx wrow,
+                                idx wcol, idx r0, idx c0, bool julia_compat) {
+    cloudcov::StackCov<T> sc;
+    sc.bimage = cimage<T>(bimage, "bimage");
+    const T* s = cptr<T>(stack, "stack", 3);
+    sc.stack = {s, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
+                static_cast<idx>(stack.shape(2))};
+    cloudcov::require(Np >= 3 && Np % 2 == 1, "Np must be odd and >= 3");
+    cloudcov::require(sc.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
+    cloudcov::require(sc.stack.rows == sc.bimage.rows && sc.stack.cols == sc.bimage.cols,
+                      "stack and bimage shapes differ");
+    cloudcov::require(r0 >= 0 && c0 >= 0 && r0 + Np <= sc.bimage.rows && c0 + Np <= sc.bimage.cols,
+                      "stamp leaves the boxcar image");
+    sc.Np = Np;
+    sc.r0 = r0;
+    sc.c0 = c0;
+    sc.N = static_cast<double>(wrow * wcol);
+    sc.julia_compat = julia_compat;
+    return sc;
+}
+
+template <class T>
+py::tuple build_cov_t(const py::array& bimage, const py::array& stack, idx Np, idx wrow, idx wcol,
+                      idx r0, idx c0, bool julia_compat) {
+    auto sc = stack_cov<T>(bimage, stack, Np, wrow, wcol, r0, c0, julia_compat);
+    const idx n = Np * Np;
+    py::array_t<T> cov({n, n}), mu(n);
+    T* cp = cov.mutable_data();
+    T* mp = mu.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        cloudcov::build_cov<T>(sc, cp, mp);
+    }
+    return py::make_tuple(cov, mu);
+}
+
+py::tuple build_cov(const py::array& bimage, const py::array& stack, idx Np, idx wrow, idx wcol,
+                    idx r0, idx c0, bool julia_compat) {
+    if (is_dtype<float>(bimage)) return build_cov_t<float>(bimage, stack, Np, wrow, wcol, r0, c0, julia_compat);
+    if (is_dtype<double>(bimage)) return build_cov_t<double>(bimage, stack, Np, wrow, wcol, r0, c0, julia_compat);
+    throw std::invalid_argument("bimage: expected float32 or float64");
+}
+
+// ---- pixel classes ------------------------------------------------------------------------
+py::tuple pixel_classes(const py::array& kmasked, const py::array& psf, const py::array& circmask,
+                        double flux, double thr) {
+    auto km = cimage<std::uint8_t>(kmasked, "kmasked");
+    auto cm = cimage<std::uint8_t>(circmask, "circmask");
+    auto ps = cimage<double>(psf, "psf");
+    const idx Np = km.rows;
+    cloudcov::require(km.cols == Np && ps.rows == Np && ps.cols == Np && cm.rows == Np && cm.cols == Np,
+                      "kmasked, psf and circmask must all be (Np, Np)");
+    py::array_t<std::uint8_t> not_good({Np, Np}), hidden({Np, Np});
+    py::array_t<double> psf_used({Np, Np});
+    std::copy(ps.data, ps.data + Np * Np, psf_used.mutable_data());
+    auto pc = cloudcov::pixel_classes<double>(km.data, psf_used.mutable_data(), cm.data, flux, thr, Np,
+                                              not_good.mutable_data(), hidden.mutable_data());
+    return py::make_tuple(not_good, hidden, psf_used, pc.kcond0, pc.kcond, pc.kpred, pc.dnt);
+}
+
+// ---- conditioning of one star (explicit covariance) ---------------------------------------
+template <class T>
+py::dict cond_cov_est_t(const py::array& cov, const py::array& mu, const py::array& not_good,
+                        const py::array& hidden, const py::array& data, const py::array& stars,
+                        const py::array& psf, bool diag_on, bool guard, bool keep_prediction) {
+    const T* cp = cptr<T>(cov, "cov", 2);
+    const idx n = cov.shape(0);
+    cloudcov::require(cov.shape(1) == n, "cov must be square");
+    const T* mp = cptr<T>(mu, "mu", 1);
+    const auto* ng = cptr<std::uint8_t>(not_good, "not_good", 1);
+    const auto* hd = cptr<std::uint8_t>(hidden, "hidden", 1);
+    const double* dp = cptr<double>(data, "data", 1);
+    const double* sp = cptr<double>(stars, "stars", 1);
+    const double* pp = cptr<double>(psf, "psf", 1);
+    for (const py::array* a : {&mu, &not_good, &hidden, &data, &stars, &psf})
+        cloudcov::require(a->shape(0) == n, "per-pixel vectors must have cov.shape[0] entries");
+    cloudcov::StarStamp st;
+    st.data = dp;
+    st.stars = sp;
+    st.psf = pp;
+    for (idx i = 0; i < n; ++i) {
+        if (!ng[i]) st.good.push_back(static_cast<int>(i));
+        if (hd[i]) st.hidden.push_back(static_cast<int>(i));
+    }
+    cloudcov::MatrixCov<T> src{cp, mp, n};
+    cloudcov::CondOptions opt;
+    opt.diag_on = diag_on;
+    opt.guard = guard;
+    opt.keep_prediction = keep_prediction;
+    cloudcov::CondResult r;
+    {
+        py::gil_scoped_release nogil;
+        cloudcov::Workspace ws;
+        r = cloudcov::condition_star<T>(src, st, opt, cloudcov::lapack_table(), ws);
+    }
+    py::dict d("dcflux"_a = r.dcflux, "dcflux_diag"_a = r.dcflux_diag,
+               "fdb_res"_a = r.fdb_res, "fdb_pred"_a = r.fdb_pred, "cchi2"_a = r.cchi2,
+               "dnt"_a = r.dnt, "precision"_a = r.precision, "reg"_a = r.reg);
+    if (keep_prediction) {
+        const idx kp = static_cast<idx>(st.hidden.size());
+        py::array_t<double> xbar(static_cast<idx>(r.xbar.size()));
+        std::copy(r.xbar.begin(), r.xbar.end(), xbar.mutable_data());
+        py::array_t<double> pc({r.pcov.empty() ? 0 : kp, r.pcov.empty() ? 0 : kp});
+        std::copy(r.pcov.begin(), r.pcov.end(), pc.mutable_data());
+        d["xbar"] = xbar;
+        d["pcov"] = pc;
+    }
+    return d;
+}
+
+py::dict cond_cov_est(const py::array& cov, const py::array& mu, const py::array& not_good,
+                      const py::array& hidden, const py::array& data, const py::array& stars,
+                      const py::array& psf, bool diag_on, bool guard, bool keep_prediction) {
+    if (is_dtype<float>(cov))
+        return cond_cov_est_t<float>(cov, mu, not_good, hidden, data, stars, psf, diag_on, guard, keep_prediction);
+    if (is_dtype<double>(cov))
+        return cond_cov_est_t<double>(cov, mu, not_good, hidden, data, stars, psf, diag_on, guard, keep_prediction);
+    throw std::invalid_argument("cov: expected float32 or float64");
+}
+
+// ---- per-star batch ------------------------------------------------------------------------
+template <class T>
+py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
+                     idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
+                     const py::array& bad, const py::array& rows, const py::array& cols,
+                     const py::array& psf, const py::array& flux, const py::array& circmask,
+                     double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
+    cloudcov::StarBatch<T> b;
+    const T* sp = cptr<T>(stack, "stack", 3);
+    b.stack = {sp, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
+               static_cast<idx>(stack.shape(2))};
+    b.bimage = cimage<T>(bimage, "bimage");
+    cloudcov::require(Np >= 3 && Np % 2 == 1, "Np must be odd and >= 3");
+    cloudcov::require(b.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
+    cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
+                      "stack and bimage shapes differ");
+    b.Np = Np;
+    b.wrow = wrow;
+    b.wcol = wcol;
+    b.tile_r0 = tile_r0;
+    b.tile_c0 = tile_c0;
+    b.resid = cimage<T>(resid, "resid");
+    b.stars = cimage<T>(stars, "stars");
+    b.bad = cimage<std::uint8_t>(bad, "bad");
+    cloudcov::require(b.stars.rows == b.resid.rows && b.stars.cols == b.resid.cols &&
+                          b.bad.rows == b.resid.rows && b.bad.cols == b.resid.cols,
+                      "resid, stars and bad must have the same shape");
+    b.n = rows.size();
+    b.rows = cptr<std::int64_t>(rows, "rows", 1);
+    b.cols = cptr<std::int64_t>(cols, "cols", 1);
+    b.flux = cptr<double>(flux, "flux", 1);
+    b.psf = cptr<T>(psf, "psf", 3);
+    cloudcov::require(cols.size() == b.n && flux.size() == b.n, "rows, cols and flux lengths differ");
+    cloudcov::require(psf.shape(0) == b.n && psf.shape(1) == Np && psf.shape(2) == Np,
+                      "psf must be (nstar, Np, Np)");
+    auto cm = cimage<std::uint8_t>(circmask, "circmask");
+    cloudcov::require(cm.rows == Np && cm.cols == Np, "circmask must be (Np, Np)");
+    b.circmask = cm.data;
+    b.thr = thr;
+    b.julia_compat = julia_compat;
+    b.opt.diag_on = diag_on;
+    b.opt.guard = guard;
+    const idx n = b.n;
+    py::array_t<double> dc(n), dcd(n), fr(n), fp(n), chi(n);
+    py::array_t<std::int32_t> k0(n), k1(n), kp(n);
+    py::array_t<std::int8_t> dnt(n);
+    cloudcov::StarOutputs o{dc.mutable_data(), dcd.mutable_data(), fr.mutable_data(),
+                            fp.mutable_data(), chi.mutable_data(), k0.mutable_data(),
+                            k1.mutable_data(), kp.mutable_data(), dnt.mutable_data()};
+    {
+        py::gil_scoped_release nogil;  // all inputs are raw buffers owned by live arrays
+        cloudcov::lpi_stars<T>(b, o, nthreads);
+    }
+    return py::dict("dcflux"_a = dc, "dcflux_diag"_a = dcd, "fdb_res"_a = fr, "fdb_pred"_a = fp,
+                    "cchi2"_a = chi, "kcond0"_a = k0, "kcond"_a = k1, "kpred"_a = kp, "dnt"_a = dnt);
+}
+
+py::dict lpi_stars(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
+                   idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
+                   const py::array& bad, const py::array& rows, const py::array& cols,
+                   const py::array& psf, const py::array& flux, const py::array& circmask,
+                   double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
+    if (is_dtype<float>(stack))
+        return lpi_stars_t<float>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid, stars, bad, rows,
+                                  cols, psf, flux, circmask, thr, julia_compat, diag_on, guard, nthreads);
+    if (is_dtype<double>(stack))
+        return lpi_stars_t<double>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid, stars, bad, rows,
+                                   cols, psf, flux, circmask, thr, julia_compat, diag_on, guard, nthreads);
+    throw std::invalid_argument("stack: expected float32 or float64");
+}
+
+// ---- preliminary infill -------------------------------------------------------------------
+template <class T>
+py::tuple prelim_infill_t(const py::array& image, const py::array& mask, idx wrow, idx wcol,
+                          double widmult, int max_rounds, int min_good) {
+    auto im = cimage<T>(image, "image");
+    auto mk = cimage<std::uint8_t>(mask, "mask");
+    cloudcov::require(mk.rows == im.rows && mk.cols == im.cols, "mask and image shapes differ");
+    py::array_t<T> out({im.rows, im.cols});
+    py::array_t<std::uint8_t> still({im.rows, im.cols});
+    auto o = mimage<T>(out, "out");
+    auto s = mimage<std::uint8_t>(still, "still_masked");
+    cloudcov::InfillReport rep;
+    {
+        py::gil_scoped_release nogil;
+        rep = cloudcov::prelim_infill<T>(im, mk, wrow, wcol, widmult, max_rounds, min_good, o, s);
+    }
+    return py::make_tuple(out, still, rep.rounds, rep.last_wrow, rep.last_wcol, rep.unfilled);
+}
+
+py::tuple prelim_infill(const py::array& image, const py::array& mask, idx wrow, idx wcol,
+                        double widmult, int max_rounds, int min_good) {
+    if (is_dtype<float>(image)) return prelim_infill_t<float>(image, mask, wrow, wcol, widmult, max_rounds, min_good);
+    if (is_dtype<double>(image)) return prelim_infill_t<double>(image, mask, wrow, wcol, widmult, max_rounds, min_good);
+    throw std::invalid_argument("image: expected float32 or float64");
+}
+
+// ---- LAPACK from scipy ----------------------------------------------------------------------
+template <class F>
+void load_fn(F& fn, const py::dict& capi, const char* name) {
+    py::capsule cap = capi[name].cast<py::capsule>();
+    fn = reinterpret_cast<F>(cap.get_pointer<void>());
+}
+
+void load_lapack() {
+    py::dict lap = py::module_::import("scipy.linalg.cython_lapack").attr("__pyx_capi__");
+    py::dict blas = py::module_::import("scipy.linalg.cython_blas").attr("__pyx_capi__");
+    auto& t = cloudcov::lapack_table();
+    load_fn(t.s.potrf, lap, "spotrf");
+    load_fn(t.d.potrf, lap, "dpotrf");
+    load_fn(t.s.potrs, lap, "spotrs");
+    load_fn(t.d.potrs, lap, "dpotrs");
+    load_fn(t.s.pocon, lap, "spocon");
+    load_fn(t.d.pocon, lap, "dpocon");
+    load_fn(t.s.lansy, lap, "slansy");
+    load_fn(t.d.lansy, lap, "dlansy");
+    load_fn(t.s.trsm, blas, "strsm");
+    load_fn(t.d.trsm, blas, "dtrsm");
+    load_fn(t.s.trsv, blas, "strsv");
+    load_fn(t.d.trsv, blas, "dtrsv");
+    load_fn(t.s.syrk, blas, "ssyrk");
+    load_fn(t.d.syrk, blas, "dsyrk");
+    load_fn(t.s.gemv, blas, "sgemv");
+    load_fn(t.d.gemv, blas, "dgemv");
+    if (!t.s.ready() || !t.d.ready()) throw std::runtime_error("could not load BLAS/LAPACK from scipy");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+    m.doc() = "cloudcov private C++ kernels (use the cloudcov package, not this module)";
+    m.attr("__version__") = CLOUDCOV_STR(VERSION_INFO);
+    load_lapack();
+    // C++ NumericalError -> cloudcov.errors.NumericalError (a CloudCovError).
+    static py::handle numerical_error =
+        py::object(py::module_::import("cloudcov.errors").attr("NumericalError")).release();
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const cloudcov::NumericalError& e) {
+            PyErr_SetString(numerical_error.ptr(), e.what());
+        }
+    });
+
+    m.def("boxcar", &boxcar, "Valid-region boxcar sums.", "image"_a, "wrow"_a, "wcol"_a);
+    m.def("n_shifts", &cloudcov::n_shifts, "Number of stored shifts for Np.", "Np"_a);
+    m.def("shift_index", &cloudcov::shift_index, "Stack index of a canonical shift.", "Np"_a,
+          "drow"_a, "dcol"_a);
+    m.def("shift_stack", &shift_stack, "Fill bimage and the shifted-product stack in place.",
+          "image"_a, "Np"_a, "wrow"_a, "wcol"_a, py::arg("bimage").noconvert(),
+          py::arg("stack").noconvert(), "nthreads"_a = 1);
+    m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
+    m.def("build_cov", &build_cov, "Stamp covariance and mean from the stack.", "bimage"_a,
+          "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "julia_compat"_a = false);
+    m.def("pixel_classes", &pixel_classes, "Good/hidden pixel classes and dnt bits.", "kmasked"_a,
+          "psf"_a, "circmask"_a, "flux"_a, "thr"_a);
+    m.def("cond_cov_est", &cond_cov_est, "Condition one star on an explicit covariance.", "cov"_a,
+          "mu"_a, "not_good"_a, "hidden"_a, "data"_a, "stars"_a, "psf"_a, "diag_on"_a = true,
+          "guard"_a = true, "keep_prediction"_a = false);
+    m.def("lpi_stars", &lpi_stars, "Per-star LPI for a batch of stars of one tile.", "stack"_a,
+          "bimage"_a, "Np"_a, "wrow"_a, "wcol"_a, "tile_r0"_a, "tile_c0"_a, "resid"_a, "stars"_a,
+          "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
+          "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1);
+    m.def("prelim_infill", &prelim_infill, "Iterative boxcar infill of masked pixels.", "image"_a,
+          "mask"_a, "wrow"_a, "wcol"_a, "widmult"_a, "max_rounds"_a, "min_good"_a);
+    m.def("infill_widths", &cloudcov::infill_widths, "Infill window widths per round.", "w0"_a,
+          "widmult"_a, "rounds"_a);
+}

@@ -1,0 +1,248 @@
+// Per-star Gaussian conditioning with the condition-number guard
+// (mirrors CloudCovErr.jl `condCovEst_wdiag`, src/perstar.jl; paper eqs. 4, 5, 9, 10).
+//
+// For good pixels k and hidden pixels k*, with C the local covariance (star counts added
+// to its diagonal) and mu the local mean:
+//   C_kk = U^T U (Cholesky), W = U^-T C_k,k*, z = U^-T (x_k - mu_k)
+//   predicted hidden mean  xbar = W^T z + mu_k*                     (eq. 4)
+//   predicted covariance   P = C_k*k* - W^T W                       (eq. 5)
+//   cchi2 = z^T z;  var = p^T P^-1 p;  dcflux = var^-1/2             (eq. 10)
+//   fdb_res = r^T P^-1 p / var;  fdb_pred = xbar^T P^-1 p / var     (eq. 9)
+//   dcflux_diag = (sum p_i^2 / P_ii)^-1/2
+// Like CloudCovErr.jl, only the upper triangles of C_kk and C_k*k* are read (the good-hidden
+// block is read as given), which matters only for a non-symmetric input matrix.
+//
+// Condition-number guard: in the working precision W the solve is accepted when both
+// Cholesky factorisations succeed and LAPACK's reciprocal condition estimate (?pocon) is
+// >= 1e3 * eps(W) (a relative error bound kappa * eps <= 1e-3). Otherwise the star is redone
+// in float64 (dnt bit 4 when the working precision was float32) and, if float64 fails the
+// same test, with lambda * I added to the covariance diagonal, lambda = mean(diag C) * 10^m
+// for m = -12, -11, ..., -6 (first that passes; dnt bit 4). If none passes, dnt bit 64 is
+// set and the float outputs are NaN.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "cloudcov/lapack.hpp"
+#include "cloudcov/pixel_classes.hpp"
+#include "cloudcov/views.hpp"
+
+namespace cloudcov {
+
+struct CondOptions {
+    bool diag_on = true;      // add the star counts (stars stamp) to diag(C)
+    bool guard = true;        // condition-number guard (off: one attempt, NaN on failure)
+    bool keep_prediction = false;  // keep xbar and P (for mean infill and draws)
+};
+
+struct CondResult {
+    double dcflux = NAN, dcflux_diag = NAN, fdb_res = NAN, fdb_pred = NAN, cchi2 = NAN;
+    int dnt = 0;              // DNT_GUARD and/or DNT_UNSTABLE
+    int precision = 0;        // 32 or 64: precision of the accepted solve (0: none)
+    double reg = 0.0;         // diagonal regularisation used (0 when none)
+    std::vector<double> xbar;   // kpred predicted hidden values (keep_prediction)
+    std::vector<double> pcov;   // kpred x kpred predicted covariance, row-major (keep_prediction)
+};
+
+// One star's stamp data. All arrays have Np*Np entries, flat row-major.
+struct StarStamp {
+    idx Np = 0;
+    const double* data = nullptr;   // raw residual stamp (model - image)
+    const double* stars = nullptr;  // star counts |model - sky| / gain (diagonal term)
+    const double* psf = nullptr;    // PSF stamp (|PSF| when it had negative pixels)
+    std::vector<int> good;          // flat indices of good pixels (ascending)
+    std::vector<int> hidden;        // flat indices of hidden pixels (ascending)
+};
+
+// Scratch reused across stars by one thread.
+template <class W>
+struct CondScratch {
+    std::vector<W> K, B, P, y, z, pred, q, pdiag, work;
+    std::vector<int> iwork;
+};
+struct Workspace {
+    CondScratch<float> s;
+    CondScratch<double> d;
+};
+
+template <class W>
+inline double rcond_min() { return 1e3 * std::numeric_limits<W>::epsilon(); }
+
+namespace detail {
+
+template <class W, class Source>
+bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
+                       const LapackFns<W>& L, double reg, bool check_rcond, CondScratch<W>& s,
+                       CondResult& res) {
+    int kc = static_cast<int>(st.good.size());
+    int kp = static_cast<int>(st.hidden.size());
+    if (kc == 0 || kp == 0) return false;
+    const auto diag_add = [&](int i) { return (opt.diag_on ? st.stars[i] : 0.0) + reg; };
+    s.K.resize(static_cast<size_t>(kc) * kc);
+    s.B.resize(static_cast<size_t>(kc) * kp);
+    s.P.resize(static_cast<size_t>(kp) * kp);
+    s.y.resize(kc);
+    s.z.resize(kc);
+    s.pred.resize(kp);
+    s.q.resize(kp);
+    s.pdiag.resize(kp);
+    const int nmax = kc > kp ? kc : kp;
+    s.work.resize(3 * static_cast<size_t>(nmax));
+    s.iwork.resize(nmax);
+    char U = 'U', T = 'T', N = 'N', L1 = 'L', one_norm = '1';
+    int info = 0, ione = 1;
+    W wone = 1, wzero = 0, wmone = -1;
+
+    // C_kk, upper triangle, column-major: element (a, b), a <= b, at b * kc + a.
+    for (int b = 0; b < kc; ++b) {
+        const int j = st.good[b];
+        W* col = s.K.data() + static_cast<size_t>(b) * kc;
+        for (int a = 0; a < b; ++a) col[a] = static_cast<W>(src.value(st.good[a], j));
+        col[b] = static_cast<W>(src.value(j, j) + diag_add(j));
+    }
+    W anorm = 0, rcond = 0;
+    if (check_rcond) anorm = L.lansy(&one_norm, &U, &kc, s.K.data(), &kc, s.work.data());
+    L.potrf(&U, &kc, s.K.data(), &kc, &info);
+    if (info != 0) return false;
+    if (check_rcond) {
+        L.pocon(&U, &kc, s.K.data(), &kc, &anorm, &rcond,
+                s.work.data(), s.iwork.data(), &info);
+        if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
+    }
+    // C_k,k* as given: element (a, h) at h * kc + a.
+    for (int h = 0; h < kp; ++h) {
+        W* col = s.B.data() + static_cast<size_t>(h) * kc;
+        const int j = st.hidden[h];
+        for (int a = 0; a < kc; ++a) col[a] = static_cast<W>(src.value(st.good[a], j));
+    }
+    L.trsm(&L1, &U, &T, &N, &kc, &kp, &wone, s.K.data(),
+           &kc, s.B.data(), &kc);  // B <- U^-T B = W
+    for (int a = 0; a < kc; ++a)
+        s.z[a] = static_cast<W>(st.data[st.good[a]] - src.mean(st.good[a]));
+    L.trsv(&U, &T, &N, &kc, s.K.data(), &kc, s.z.data(), &ione);
+    double chi2 = 0;
+    for (int a = 0; a < kc; ++a) chi2 += static_cast<double>(s.z[a]) * static_cast<double>(s.z[a]);
+    L.gemv(&T, &kc, &kp, &wone, s.B.data(),
+           &kc, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
+    // C_k*k*, upper triangle, minus W^T W.
+    for (int h = 0; h < kp; ++h) {
+        const int j = st.hidden[h];
+        W* col = s.P.data() + static_cast<size_t>(h) * kp;
+        for (int g = 0; g < h; ++g) col[g] = static_cast<W>(src.value(st.hidden[g], j));
+        col[h] = static_cast<W>(src.value(j, j) + diag_add(j));
+    }
+    L.syrk(&U, &T, &kp, &kc, &wmone, s.B.data(),
+           &kc, &wone, s.P.data(), &kp);
+    for (int h = 0; h < kp; ++h) s.pdiag[h] = s.P[static_cast<size_t>(h) * kp + h];
+    if (opt.keep_prediction) {
+        res.pcov.assign(static_cast<size_t>(kp) * kp, 0.0);
+        for (int h = 0; h < kp; ++h)
+            for (int g = 0; g <= h; ++g) {
+                const double v = s.P[static_cast<size_t>(h) * kp + g];
+                res.pcov[static_cast<size_t>(g) * kp + h] = v;
+                res.pcov[static_cast<size_t>(h) * kp + g] = v;
+            }
+    }
+    if (check_rcond) anorm = L.lansy(&one_norm, &U, &kp, s.P.data(), &kp, s.work.data());
+    L.potrf(&U, &kp, s.P.data(), &kp, &info);
+    if (info != 0) return false;
+    if (check_rcond) {
+        L.pocon(&U, &kp, s.P.data(), &kp, &anorm, &rcond,
+                s.work.data(), s.iwork.data(), &info);
+        if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
+    }
+    for (int h = 0; h < kp; ++h) s.q[h] = static_cast<W>(st.psf[st.hidden[h]]);
+    L.potrs(&U, &kp, &ione, s.P.data(), &kp, s.q.data(),
+            &kp, &info);
+    if (info != 0) return false;
+    double var = 0, var_diag = 0, rnum = 0, pnum = 0;
+    for (int h = 0; h < kp; ++h) {
+        const int j = st.hidden[h];
+        const double p = st.psf[j], q = s.q[h];
+        const double xbar = static_cast<double>(s.pred[h]) + src.mean(j);
+        var += p * q;
+        var_diag += p * p / static_cast<double>(s.pdiag[h]);
+        rnum += st.data[j] * q;
+        pnum += xbar * q;
+    }
+    res.dcflux = 1.0 / std::sqrt(var);
+    res.dcflux_diag = 1.0 / std::sqrt(var_diag);
+    res.fdb_res = rnum / var;
+    res.fdb_pred = pnum / var;
+    res.cchi2 = chi2;
+    if (!(std::isfinite(res.dcflux) && std::isfinite(res.dcflux_diag) &&
+          std::isfinite(res.fdb_res) && std::isfinite(res.fdb_pred) && std::isfinite(res.cchi2)))
+        return false;
+    if (opt.keep_prediction) {
+        res.xbar.resize(kp);
+        for (int h = 0; h < kp; ++h)
+            res.xbar[h] = static_cast<double>(s.pred[h]) + src.mean(st.hidden[h]);
+    }
+    return true;
+}
+
+}  // namespace detail
+
+// Condition one star. T is the working precision (float or double); see the header comment
+// for the guard. Never throws for numerical trouble: it is reported through res.dnt.
+template <class T, class Source>
+CondResult condition_star(const Source& src, const StarStamp& st, const CondOptions& opt,
+                          const Lapack& lp, Workspace& ws) {
+    CondResult res;
+    auto fail = [&](int bits) {
+        CondResult bad;
+        bad.dnt = bits;
+        return bad;
+    };
+    bool first_ok;
+    if constexpr (std::is_same_v<T, float>)
+        first_ok = detail::condition_attempt<float>(src, st, opt, lp.s, 0.0, opt.guard, ws.s, res);
+    else
+        first_ok = detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, opt.guard, ws.d, res);
+    if (first_ok) {
+        res.precision = std::is_same_v<T, float> ? 32 : 64;
+        return res;
+    }
+    if (!opt.guard || st.good.empty() || st.hidden.empty())
+        return fail(DNT_UNSTABLE | (opt.guard ? DNT_GUARD : 0));
+    if constexpr (std::is_same_v<T, float>) {
+        res = CondResult();
+        if (detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, true, ws.d, res)) {
+            res.precision = 64;
+            res.dnt = DNT_GUARD;
+            return res;
+        }
+    }
+    double mdiag = 0;
+    int nd = 0;
+    for (int i : st.good) { mdiag += src.value(i, i) + (opt.diag_on ? st.stars[i] : 0.0); ++nd; }
+    for (int i : st.hidden) { mdiag += src.value(i, i) + (opt.diag_on ? st.stars[i] : 0.0); ++nd; }
+    mdiag = std::abs(mdiag / nd);
+    if (!(mdiag > 0) || !std::isfinite(mdiag)) return fail(DNT_GUARD | DNT_UNSTABLE);
+    for (int m = -12; m <= -6; ++m) {
+        res = CondResult();
+        const double reg = mdiag * std::pow(10.0, m);
+        if (detail::condition_attempt<double>(src, st, opt, lp.d, reg, true, ws.d, res)) {
+            res.precision = 64;
+            res.reg = reg;
+            res.dnt = DNT_GUARD;
+            return res;
+        }
+    }
+    return fail(DNT_GUARD | DNT_UNSTABLE);
+}
+
+// An explicit Np^2 x Np^2 covariance (row-major, read as given) and mean vector.
+template <class T>
+struct MatrixCov {
+    const T* cov;
+    const T* mu;
+    idx n;
+    double value(idx i, idx j) const { return static_cast<double>(cov[i * n + j]); }
+    double mean(idx i) const { return static_cast<double>(mu[i]); }
+};
+
+}  // namespace cloudcov

@@ -1,0 +1,53 @@
+// The per-star stage of one tile: stamps, pixel classes, covariance lookup and conditioning
+// for a batch of stars (the star loop of CloudCovErr.jl `proc_ccd`, src/decam.jl).
+#pragma once
+#include <cstdint>
+
+#include "cloudcov/conditioning.hpp"
+#include "cloudcov/cov_lookup.hpp"
+#include "cloudcov/views.hpp"
+
+namespace cloudcov {
+
+template <class T>
+struct StarBatch {
+    // Tile: stack and boxcar image of the tile whose input pixel (0, 0) is pixel
+    // (tile_r0, tile_c0) of the padded images below.
+    Stack<const T> stack;
+    Image<const T> bimage;
+    idx Np = 33, wrow = 129, wcol = 129;
+    idx tile_r0 = 0, tile_c0 = 0;
+    // Padded full images (same shape).
+    Image<const T> resid;             // raw residual model - image (not infilled)
+    Image<const T> stars;             // |model - sky| / gain
+    Image<const std::uint8_t> bad;    // upstream mask (dq, static-PSF cores, outliers)
+    // Stars: integer stamp centres in padded coordinates, PSF stamps (n, Np, Np), fluxes.
+    idx n = 0;
+    const std::int64_t* rows = nullptr;
+    const std::int64_t* cols = nullptr;
+    const T* psf = nullptr;
+    const double* flux = nullptr;
+    const std::uint8_t* circmask = nullptr;  // Np*Np, nonzero beyond the radius
+    double thr = 20;
+    bool julia_compat = false;
+    CondOptions opt;
+};
+
+struct StarOutputs {
+    double* dcflux;
+    double* dcflux_diag;
+    double* fdb_res;
+    double* fdb_pred;
+    double* cchi2;
+    std::int32_t* kcond0;
+    std::int32_t* kcond;
+    std::int32_t* kpred;
+    std::int8_t* dnt;
+};
+
+// Process all stars of the batch on nthreads threads (0 = all cores). Per-star results do
+// not depend on nthreads. Throws std::invalid_argument if a stamp leaves the tile.
+template <class T>
+void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
+
+}  // namespace cloudcov

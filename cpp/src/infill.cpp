@@ -1,0 +1,97 @@
+#include "cloudcov/infill.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cloudcov/boxcar.hpp"
+#include "cloudcov/errors.hpp"
+
+namespace cloudcov {
+
+std::vector<idx> infill_widths(idx w0, double widmult, int rounds) {
+    std::vector<idx> w;
+    double cur = static_cast<double>(w0);
+    for (int k = 0; k < rounds; ++k) {
+        w.push_back(static_cast<idx>(cur));
+        cur *= widmult;
+        cur = 2.0 * std::nearbyint((cur - 1.0) / 2.0) + 1.0;  // ties to even, as Julia round
+    }
+    return w;
+}
+
+template <class T>
+InfillReport prelim_infill(const Image<const T>& image, const Image<const std::uint8_t>& mask,
+                           idx wrow0, idx wcol0, double widmult, int max_rounds, int min_good,
+                           const Image<T>& out, const Image<std::uint8_t>& still_masked) {
+    require(wrow0 >= 1 && wcol0 >= 1 && wrow0 % 2 == 1 && wcol0 % 2 == 1,
+            "infill widths must be odd and >= 1");
+    require(max_rounds >= 0, "max_rounds must be >= 0");
+    const idx nr = image.rows, nc = image.cols;
+    const auto wr = infill_widths(wrow0, widmult, max_rounds);
+    const auto wc = infill_widths(wcol0, widmult, max_rounds);
+    idx pr = 0, pc = 0;
+    for (int k = 0; k < max_rounds; ++k) {
+        pr = std::max(pr, (wr[k] - 1) / 2);
+        pc = std::max(pc, (wc[k] - 1) / 2);
+    }
+    InfillReport rep;
+    idx remaining = 0;
+    for (idx r = 0; r < nr; ++r)
+        for (idx c = 0; c < nc; ++c) {
+            const bool m = mask(r, c) != 0;
+            out(r, c) = m ? T(0) : image(r, c);
+            still_masked(r, c) = m;
+            remaining += m;
+        }
+    if (remaining == 0 || max_rounds == 0) {
+        rep.unfilled = remaining;
+        return rep;
+    }
+    // Reflect-padded copies: image with masked pixels zeroed, and the good-pixel indicator.
+    const idx PR = nr + 2 * pr, PC = nc + 2 * pc;
+    std::vector<T> pim(static_cast<size_t>(PR * PC));
+    std::vector<std::uint8_t> pgood(static_cast<size_t>(PR * PC));
+    for (idx r = 0; r < PR; ++r) {
+        const idx sr = reflect_index(r - pr, nr);
+        for (idx c = 0; c < PC; ++c) {
+            const idx sc = reflect_index(c - pc, nc);
+            const bool m = mask(sr, sc) != 0;
+            pim[r * PC + c] = m ? T(0) : image(sr, sc);
+            pgood[r * PC + c] = !m;
+        }
+    }
+    std::vector<double> sums(static_cast<size_t>(nr * nc));
+    std::vector<std::int32_t> counts(static_cast<size_t>(nr * nc));
+    for (int k = 0; k < max_rounds && remaining > 0; ++k) {
+        const idx hr = (wr[k] - 1) / 2, hc = (wc[k] - 1) / 2;
+        const idx orr = pr - hr, occ = pc - hc;  // window origin in the padded arrays
+        Image<const T> vim(pim.data() + orr * PC + occ, nr + 2 * hr, nc + 2 * hc, PC);
+        Image<const std::uint8_t> vgood(pgood.data() + orr * PC + occ, nr + 2 * hr, nc + 2 * hc, PC);
+        boxcar_sum<T, double>(vim, wr[k], wc[k], Image<double>(sums.data(), nr, nc));
+        boxcar_sum<std::uint8_t, std::int32_t>(vgood, wr[k], wc[k],
+                                               Image<std::int32_t>(counts.data(), nr, nc));
+        for (idx r = 0; r < nr; ++r)
+            for (idx c = 0; c < nc; ++c) {
+                const idx i = r * nc + c;
+                if (still_masked(r, c) && counts[i] > min_good) {
+                    out(r, c) = static_cast<T>(sums[i] / counts[i]);
+                    still_masked(r, c) = 0;
+                    --remaining;
+                }
+            }
+        rep.rounds = k + 1;
+        rep.last_wrow = wr[k];
+        rep.last_wcol = wc[k];
+    }
+    rep.unfilled = remaining;
+    return rep;
+}
+
+template InfillReport prelim_infill<float>(const Image<const float>&, const Image<const std::uint8_t>&,
+                                           idx, idx, double, int, int, const Image<float>&,
+                                           const Image<std::uint8_t>&);
+template InfillReport prelim_infill<double>(const Image<const double>&, const Image<const std::uint8_t>&,
+                                            idx, idx, double, int, int, const Image<double>&,
+                                            const Image<std::uint8_t>&);
+
+}  // namespace cloudcov

@@ -1,0 +1,93 @@
+#include "cloudcov/lpi_stars.hpp"
+
+#include <string>
+#include <vector>
+
+#include "cloudcov/errors.hpp"
+#include "cloudcov/parallel.hpp"
+#include "cloudcov/pixel_classes.hpp"
+
+namespace cloudcov {
+
+template <class T>
+void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
+    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+    const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
+    // Check every stamp before starting threads.
+    for (idx k = 0; k < b.n; ++k) {
+        const idx R = b.rows[k], C = b.cols[k];
+        const idx r0 = R - h - b.tile_r0 - drow, c0 = C - h - b.tile_c0 - dcol;
+        if (R - h < 0 || C - h < 0 || R + h >= b.resid.rows || C + h >= b.resid.cols ||
+            r0 < 0 || c0 < 0 || r0 + Np > b.bimage.rows || c0 + Np > b.bimage.cols)
+            throw std::invalid_argument("star " + std::to_string(k) + " at padded (row, col) = (" +
+                                        std::to_string(R) + ", " + std::to_string(C) +
+                                        "): its stamp leaves the padded image or the tile");
+    }
+    const Lapack& lp = lapack_table();
+    const int nt = resolve_threads(nthreads);
+    struct Thread {
+        Workspace ws;
+        std::vector<double> data, stars, psf;
+        std::vector<std::uint8_t> kmasked, not_good, hidden;
+    };
+    std::vector<Thread> th(static_cast<size_t>(nt));
+    for (auto& t : th) {
+        t.data.resize(npix);
+        t.stars.resize(npix);
+        t.psf.resize(npix);
+        t.kmasked.resize(npix);
+        t.not_good.resize(npix);
+        t.hidden.resize(npix);
+    }
+    parallel_for(b.n, nt, [&](std::int64_t k, int tid) {
+        Thread& t = th[static_cast<size_t>(tid)];
+        const idx R = b.rows[k], C = b.cols[k];
+        for (idx pr = 0; pr < Np; ++pr)
+            for (idx pc = 0; pc < Np; ++pc) {
+                const idx i = pr * Np + pc;
+                t.data[i] = static_cast<double>(b.resid(R - h + pr, C - h + pc));
+                t.stars[i] = static_cast<double>(b.stars(R - h + pr, C - h + pc));
+                t.kmasked[i] = b.bad(R - h + pr, C - h + pc) != 0;
+                t.psf[i] = static_cast<double>(b.psf[k * npix + i]);
+            }
+        PixelCounts pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask,
+                                               b.flux[k], b.thr, Np, t.not_good.data(),
+                                               t.hidden.data());
+        StarStamp st;
+        st.Np = Np;
+        st.data = t.data.data();
+        st.stars = t.stars.data();
+        st.psf = t.psf.data();
+        st.good.reserve(npix);
+        st.hidden.reserve(npix);
+        for (idx i = 0; i < npix; ++i) {
+            if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
+            if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
+        }
+        StackCov<T> sc;
+        sc.stack = b.stack;
+        sc.bimage = b.bimage;
+        sc.Np = Np;
+        sc.r0 = R - h - b.tile_r0 - drow;
+        sc.c0 = C - h - b.tile_c0 - dcol;
+        sc.N = static_cast<double>(b.wrow * b.wcol);
+        sc.julia_compat = b.julia_compat;
+        CondOptions opt = b.opt;
+        opt.keep_prediction = false;
+        CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
+        out.dcflux[k] = r.dcflux;
+        out.dcflux_diag[k] = r.dcflux_diag;
+        out.fdb_res[k] = r.fdb_res;
+        out.fdb_pred[k] = r.fdb_pred;
+        out.cchi2[k] = r.cchi2;
+        out.kcond0[k] = pc.kcond0;
+        out.kcond[k] = pc.kcond;
+        out.kpred[k] = pc.kpred;
+        out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
+    });
+}
+
+template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);
+template void lpi_stars<double>(const StarBatch<double>&, const StarOutputs&, int);
+
+}  // namespace cloudcov
