@@ -1,4 +1,9 @@
-"""cloudcov: local pixelwise infilling (LPI) photometry on structured backgrounds."""
+"""cloudcov: local pixelwise infilling (LPI) photometry on structured backgrounds.
+
+A Python port of CloudCovErr.jl (Saydjari & Finkbeiner 2022) with a C++ core. Images are
+``[row, col]`` numpy arrays; positions are 0-based with pixel centres at integers; fluxes
+and residuals are in ADU and gains in e-/ADU.
+"""
 from .errors import CloudCovError, CloudCovWarning, NumericalError
 
 try:
@@ -9,4 +14,18 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
         "Did you forget to build it? Reinstall with `pip install .` from the source tree."
     ) from exc
 
+from .covariance import boxcar, build_cov, local_covariance, shift_index, shift_stack, shifts
+from .infill import InfillResult, add_sky_noise, prelim_infill
+from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
+from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
+                      pixel_classes)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CloudCovError", "CloudCovWarning", "NumericalError",
+    "boxcar", "shifts", "shift_index", "shift_stack", "build_cov", "local_covariance",
+    "prelim_infill", "add_sky_noise", "InfillResult",
+    "findmaxpsf", "gen_mask_static_psf", "outest_bounds",
+    "circle_mask", "pixel_classes", "PixelClasses", "cond_cov_est", "ConditionedStar", "DNT_BITS",
+]

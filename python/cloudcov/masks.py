@@ -1,0 +1,136 @@
+"""Masks of the afterburner: static-PSF cores of catalogued stars and padding helpers."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import as_float, as_image
+
+__all__ = ["findmaxpsf", "gen_mask_static_psf", "outest_bounds"]
+
+
+def findmaxpsf(psf, thr=20):
+    """Flux above which the PSF-threshold mask reaches the border of a PSF stamp.
+
+    Parameters
+    ----------
+    psf : (n, m) ndarray
+        PSF stamp (finite).
+    thr : float, optional
+        Masking threshold in ADU (default 20).
+
+    Returns
+    -------
+    flim : float
+        ``thr / max(border pixels of psf)``: stars brighter than this need a larger stamp.
+
+    Raises
+    ------
+    ValueError
+        Bad stamp or threshold.
+
+    Notes
+    -----
+    Mirrors CloudCovErr.jl ``findmaxpsf`` (src/preprocess.jl).
+    """
+    psf = as_image("psf", psf, copy_ok=True)
+    thr = as_float("thr", thr, positive=True)
+    border = np.concatenate([psf[0], psf[-1], psf[:, 0], psf[:, -1]])
+    return thr / float(border.max())
+
+
+def _stamp_or(mask, stamp, r, c):
+    """OR a boolean stamp centred on (r, c) into mask, clipped at the image edges."""
+    hr, hc = (stamp.shape[0] - 1) // 2, (stamp.shape[1] - 1) // 2
+    r0, r1 = max(0, r - hr), min(mask.shape[0], r + hr + 1)
+    c0, c1 = max(0, c - hc), min(mask.shape[1], c + hc + 1)
+    if r0 >= r1 or c0 >= c1:
+        return
+    mask[r0:r1, c0:c1] |= stamp[r0 - (r - hr):r1 - (r - hr), c0 - (c - hc):c1 - (c - hc)]
+
+
+def gen_mask_static_psf(mask, psf_big, psf_small, rows, cols, flux, thr=20):
+    """Mask the cores of catalogued stars with one static PSF, in place.
+
+    Pixels where ``|flux| * psf > thr`` around each star are set in ``mask``. Stars fainter
+    than :func:`findmaxpsf` of ``psf_small`` use ``psf_small``; brighter ones use the larger
+    ``psf_big`` stamp.
+
+    Parameters
+    ----------
+    mask : (nrow, ncol) ndarray of bool
+        Modified in place (bitwise or).
+    psf_big, psf_small : ndarray
+        Odd-sized PSF stamps centred on their middle pixel, evaluated once (CloudCovErr.jl
+        uses the PSF at the CCD centre, 511 px and Np px).
+    rows, cols : (nstar,) array_like
+        Star positions (0-based, pixel centres at integers); stamps are centred on
+        ``np.rint`` of them (ties to even). Stars off the image are allowed.
+    flux : (nstar,) array_like
+        Star fluxes in ADU.
+    thr : float, optional
+        Threshold in ADU (default 20).
+
+    Returns
+    -------
+    mask : the same array
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arrays (mask not bool, even stamps, length mismatch, non-finite positions).
+
+    Notes
+    -----
+    Mirrors CloudCovErr.jl ``gen_mask_staticPSF2!`` (src/preprocess.jl); paper sec. 5.1.
+    """
+    if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.ndim != 2:
+        raise TypeError("mask: expected a 2-D numpy bool array (modified in place)")
+    psf_big = as_image("psf_big", psf_big, copy_ok=True)
+    psf_small = as_image("psf_small", psf_small, copy_ok=True)
+    for name, p in (("psf_big", psf_big), ("psf_small", psf_small)):
+        if p.shape[0] % 2 != 1 or p.shape[1] % 2 != 1:
+            raise ValueError(f"{name}: stamp sides must be odd, got shape {p.shape}")
+    thr = as_float("thr", thr, positive=True)
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1)
+    cols = np.asarray(cols, dtype=np.float64).reshape(-1)
+    flux = np.asarray(flux, dtype=np.float64).reshape(-1)
+    if not (rows.size == cols.size == flux.size):
+        raise ValueError(f"rows, cols, flux: lengths differ ({rows.size}, {cols.size}, {flux.size})")
+    for name, a in (("rows", rows), ("cols", cols), ("flux", flux)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+    flim = findmaxpsf(psf_small, thr)
+    ri = np.rint(rows).astype(np.int64)
+    ci = np.rint(cols).astype(np.int64)
+    fa = np.abs(flux)
+    for r, c, f in zip(ri, ci, fa):
+        if f <= 0:
+            continue
+        psf = psf_big if f > flim else psf_small
+        _stamp_or(mask, psf > thr / f, int(r), int(c))
+    return mask
+
+
+def outest_bounds(centres, size):
+    """Padding needed so that every integer centre lies inside ``[0, size)``.
+
+    Parameters
+    ----------
+    centres : array_like of int
+        0-based integer star centres along one axis.
+    size : int
+        Image size along that axis.
+
+    Returns
+    -------
+    pad : int
+        The largest distance by which any centre falls outside ``[0, size - 1]`` (0 if none).
+
+    Notes
+    -----
+    Mirrors CloudCovErr.jl ``outest_bounds`` (src/cov.jl) in 0-based coordinates.
+    """
+    c = np.asarray(centres, dtype=np.int64).reshape(-1)
+    if c.size == 0:
+        return 0
+    return int(max(0, -c.min(), c.max() - (size - 1)))
