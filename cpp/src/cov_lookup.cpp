@@ -3,7 +3,9 @@
 namespace cloudcov {
 
 template <class T>
-void build_cov(const StackCov<T>& sc, T* cov, T* mu) {
+void build_cov(const StackCov<T>& sc_in, T* cov, T* mu) {
+    StackCov<T> sc = sc_in;
+    sc.prepare();
     const idx n = sc.Np * sc.Np;
     for (idx i = 0; i < n; ++i) {
         mu[i] = static_cast<T>(sc.mean(i));

@@ -72,6 +72,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
         sc.c0 = C - h - b.tile_c0 - dcol;
         sc.N = static_cast<double>(b.wrow * b.wcol);
         sc.julia_compat = b.julia_compat;
+        sc.prepare();
         CondOptions opt = b.opt;
         opt.keep_prediction = false;
         CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);

@@ -21,7 +21,8 @@ def findmaxpsf(psf, thr=20):
     Returns
     -------
     flim : float
-        ``thr / max(border pixels of psf)``: stars brighter than this need a larger stamp.
+        ``thr / max(border pixels of psf)``: stars brighter than this need a larger stamp
+        (``inf`` when the border is zero, as Julia's ``thr / 0``).
 
     Raises
     ------
@@ -35,7 +36,8 @@ def findmaxpsf(psf, thr=20):
     psf = as_image("psf", psf, copy_ok=True)
     thr = as_float("thr", thr, positive=True)
     border = np.concatenate([psf[0], psf[-1], psf[:, 0], psf[:, -1]])
-    return thr / float(border.max())
+    bmax = float(border.max())
+    return float("inf") if bmax == 0 else thr / bmax
 
 
 def _stamp_or(mask, stamp, r, c):

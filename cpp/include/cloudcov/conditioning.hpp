@@ -3,7 +3,7 @@
 //
 // For good pixels k and hidden pixels k*, with C the local covariance (star counts added
 // to its diagonal) and mu the local mean:
-//   C_kk = U^T U (Cholesky), W = U^-T C_k,k*, z = U^-T (x_k - mu_k)
+//   C_kk = L L^T (Cholesky), W = L^-1 C_k,k*, z = L^-1 (x_k - mu_k)
 //   predicted hidden mean  xbar = W^T z + mu_k*                     (eq. 4)
 //   predicted covariance   P = C_k*k* - W^T W                       (eq. 5)
 //   cchi2 = z^T z;  var = p^T P^-1 p;  dcflux = var^-1/2             (eq. 10)
@@ -92,23 +92,24 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     const int nmax = kc > kp ? kc : kp;
     s.work.resize(3 * static_cast<size_t>(nmax));
     s.iwork.resize(nmax);
-    char U = 'U', T = 'T', N = 'N', L1 = 'L', one_norm = '1';
+    char Lc = 'L', T = 'T', N = 'N', one_norm = '1';
     int info = 0, ione = 1;
     W wone = 1, wzero = 0, wmone = -1;
 
-    // C_kk, upper triangle, column-major: element (a, b), a <= b, at b * kc + a.
-    for (int b = 0; b < kc; ++b) {
-        const int j = st.good[b];
-        W* col = s.K.data() + static_cast<size_t>(b) * kc;
-        for (int a = 0; a < b; ++a) col[a] = static_cast<W>(src.value(st.good[a], j));
-        col[b] = static_cast<W>(src.value(j, j) + diag_add(j));
+    // C_kk as a lower triangle, column-major: element (b, a), b >= a, at a * kc + b, holding
+    // C(k_a, k_b) (CloudCovErr.jl's upper triangle, read along rows of C: contiguous lookups).
+    for (int a = 0; a < kc; ++a) {
+        const int i = st.good[a];
+        W* col = s.K.data() + static_cast<size_t>(a) * kc;
+        col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
+        for (int b = a + 1; b < kc; ++b) col[b] = static_cast<W>(src.value(i, st.good[b]));
     }
     W anorm = 0, rcond = 0;
-    if (check_rcond) anorm = L.lansy(&one_norm, &U, &kc, s.K.data(), &kc, s.work.data());
-    L.potrf(&U, &kc, s.K.data(), &kc, &info);
+    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kc, s.K.data(), &kc, s.work.data());
+    L.potrf(&Lc, &kc, s.K.data(), &kc, &info);
     if (info != 0) return false;
     if (check_rcond) {
-        L.pocon(&U, &kc, s.K.data(), &kc, &anorm, &rcond,
+        L.pocon(&Lc, &kc, s.K.data(), &kc, &anorm, &rcond,
                 s.work.data(), s.iwork.data(), &info);
         if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
     }
@@ -118,44 +119,44 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
         const int j = st.hidden[h];
         for (int a = 0; a < kc; ++a) col[a] = static_cast<W>(src.value(st.good[a], j));
     }
-    L.trsm(&L1, &U, &T, &N, &kc, &kp, &wone, s.K.data(),
-           &kc, s.B.data(), &kc);  // B <- U^-T B = W
+    L.trsm(&Lc, &Lc, &N, &N, &kc, &kp, &wone, s.K.data(),
+           &kc, s.B.data(), &kc);  // B <- L^-1 B = W
     for (int a = 0; a < kc; ++a)
         s.z[a] = static_cast<W>(st.data[st.good[a]] - src.mean(st.good[a]));
-    L.trsv(&U, &T, &N, &kc, s.K.data(), &kc, s.z.data(), &ione);
+    L.trsv(&Lc, &N, &N, &kc, s.K.data(), &kc, s.z.data(), &ione);
     double chi2 = 0;
     for (int a = 0; a < kc; ++a) chi2 += static_cast<double>(s.z[a]) * static_cast<double>(s.z[a]);
     L.gemv(&T, &kc, &kp, &wone, s.B.data(),
            &kc, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
     // C_k*k*, upper triangle, minus W^T W.
-    for (int h = 0; h < kp; ++h) {
-        const int j = st.hidden[h];
-        W* col = s.P.data() + static_cast<size_t>(h) * kp;
-        for (int g = 0; g < h; ++g) col[g] = static_cast<W>(src.value(st.hidden[g], j));
-        col[h] = static_cast<W>(src.value(j, j) + diag_add(j));
+    for (int g = 0; g < kp; ++g) {
+        const int i = st.hidden[g];
+        W* col = s.P.data() + static_cast<size_t>(g) * kp;
+        col[g] = static_cast<W>(src.value(i, i) + diag_add(i));
+        for (int h = g + 1; h < kp; ++h) col[h] = static_cast<W>(src.value(i, st.hidden[h]));
     }
-    L.syrk(&U, &T, &kp, &kc, &wmone, s.B.data(),
+    L.syrk(&Lc, &T, &kp, &kc, &wmone, s.B.data(),
            &kc, &wone, s.P.data(), &kp);
     for (int h = 0; h < kp; ++h) s.pdiag[h] = s.P[static_cast<size_t>(h) * kp + h];
     if (opt.keep_prediction) {
         res.pcov.assign(static_cast<size_t>(kp) * kp, 0.0);
         for (int h = 0; h < kp; ++h)
             for (int g = 0; g <= h; ++g) {
-                const double v = s.P[static_cast<size_t>(h) * kp + g];
+                const double v = s.P[static_cast<size_t>(g) * kp + h];
                 res.pcov[static_cast<size_t>(g) * kp + h] = v;
                 res.pcov[static_cast<size_t>(h) * kp + g] = v;
             }
     }
-    if (check_rcond) anorm = L.lansy(&one_norm, &U, &kp, s.P.data(), &kp, s.work.data());
-    L.potrf(&U, &kp, s.P.data(), &kp, &info);
+    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kp, s.P.data(), &kp, s.work.data());
+    L.potrf(&Lc, &kp, s.P.data(), &kp, &info);
     if (info != 0) return false;
     if (check_rcond) {
-        L.pocon(&U, &kp, s.P.data(), &kp, &anorm, &rcond,
+        L.pocon(&Lc, &kp, s.P.data(), &kp, &anorm, &rcond,
                 s.work.data(), s.iwork.data(), &info);
         if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
     }
     for (int h = 0; h < kp; ++h) s.q[h] = static_cast<W>(st.psf[st.hidden[h]]);
-    L.potrs(&U, &kp, &ione, s.P.data(), &kp, s.q.data(),
+    L.potrs(&Lc, &kp, &ione, s.P.data(), &kp, s.q.data(),
             &kp, &info);
     if (info != 0) return false;
     double var = 0, var_diag = 0, rnum = 0, pnum = 0;

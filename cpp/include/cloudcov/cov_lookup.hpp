@@ -2,6 +2,8 @@
 // src/perstar.jl; paper eq. 6 with the unbiased N/(N-1) normalisation of the code).
 #pragma once
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "cloudcov/shift_stack.hpp"
 #include "cloudcov/views.hpp"
@@ -19,14 +21,32 @@ struct StackCov {
     double N = 0;          // boxcar sample count wrow * wcol
     bool julia_compat = false;
 
+    // Per-stamp lookup tables (call prepare() after setting the fields above).
+    std::vector<const T*> blk;  // stack entries of each stamp pixel
+    std::vector<T> bval;        // boxcar sum at each stamp pixel
+    std::vector<int> prow, pcol;
+
+    void prepare() {
+        const idx n = Np * Np;
+        blk.resize(n);
+        bval.resize(n);
+        prow.resize(n);
+        pcol.resize(n);
+        for (idx r = 0; r < Np; ++r)
+            for (idx c = 0; c < Np; ++c) {
+                const idx i = r * Np + c;
+                blk[i] = stack.at(r0 + r, c0 + c);
+                bval[i] = bimage(r0 + r, c0 + c);
+                prow[i] = static_cast<int>(r);
+                pcol[i] = static_cast<int>(c);
+            }
+    }
+
     // Covariance between flat stamp pixels i and j (symmetric).
     double value(idx i, idx j) const {
         if (j < i) std::swap(i, j);
-        const idx ri = i / Np, ci = i % Np, rj = j / Np, cj = j % Np;
-        const idx s = shift_index(Np, rj - ri, cj - ci);
-        const T S = stack.at(r0 + ri, c0 + ci)[s];
-        const T bi = bimage(r0 + ri, c0 + ci), bj = bimage(r0 + rj, c0 + cj);
-        return combine(S, bi, bj);
+        const idx s = shift_index(Np, prow[j] - prow[i], pcol[j] - pcol[i]);
+        return combine(blk[i][s], bval[i], bval[j]);
     }
 
     // CloudCovErr.jl computes mean products and the difference in the working precision
@@ -44,7 +64,7 @@ struct StackCov {
     // Local mean of stamp pixel i: the boxcar mean (signed, paper eq. 4), or in
     // julia_compat mode CloudCovErr.jl v0.9.2's sqrt(mu_i * mu_i) = |mu_i|.
     double mean(idx i) const {
-        const T b = bimage(r0 + i / Np, c0 + i % Np);
+        const T b = bval[i];
         if (julia_compat) {
             const T m2 = static_cast<T>(b * b) / static_cast<T>(N * N);
             return static_cast<double>(static_cast<T>(std::sqrt(m2)));
