@@ -4,7 +4,11 @@ A Python port of CloudCovErr.jl (Saydjari & Finkbeiner 2022) with a C++ core. Im
 ``[row, col]`` numpy arrays; positions are 0-based with pixel centres at integers; fluxes
 and residuals are in ADU and gains in e-/ADU.
 """
+import logging
+
 from .errors import CloudCovError, CloudCovWarning, NumericalError
+
+logging.getLogger("cloudcov").addHandler(logging.NullHandler())
 
 try:
     from . import _core
@@ -16,13 +20,17 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
 
 from .covariance import boxcar, build_cov, local_covariance, shift_index, shift_stack, shifts
 from .infill import InfillResult, add_sky_noise, prelim_infill
+from .lpi import OUTPUT_COLUMNS, process_ccd
 from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
 from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
                       pixel_classes)
+from .psf import as_psf_model
+from .tiling import plan_tiles
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "process_ccd", "OUTPUT_COLUMNS", "as_psf_model", "plan_tiles",
     "CloudCovError", "CloudCovWarning", "NumericalError",
     "boxcar", "shifts", "shift_index", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",

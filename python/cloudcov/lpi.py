@@ -1,0 +1,313 @@
+"""The LPI afterburner on one CCD (the Python counterpart of CloudCovErr.jl ``proc_ccd``)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+
+import numpy as np
+from astropy.table import Table
+from threadpoolctl import threadpool_limits
+
+from . import _core
+from ._validate import as_dtype, as_float, as_image, as_int, as_mask, as_Np, same_shape
+from .errors import CloudCovWarning
+from .infill import add_sky_noise, prelim_infill
+from .masks import gen_mask_static_psf, outest_bounds
+from .perstar import circle_mask
+from .psf import as_psf_model
+from .tiling import DEFAULT_MAX_MEMORY, plan_tiles
+
+__all__ = ["process_ccd", "OUTPUT_COLUMNS"]
+
+log = logging.getLogger("cloudcov")
+
+#: Output columns added to the catalogue and their dtypes (DESIGN.md sec. 4).
+OUTPUT_COLUMNS = {
+    "cflux": np.float32, "dcflux": np.float32, "dcflux_diag": np.float32,
+    "fdb_res": np.float32, "fdb_pred": np.float32, "cchi2": np.float32,
+    "kcond0": np.int32, "kcond": np.int32, "kpred": np.int32, "dnt": np.int8,
+}
+
+#: Size of the static PSF stamp used to mask bright stars (CloudCovErr.jl: 511).
+BIG_PSF_SIZE = 511
+
+
+def _catalog_columns(catalog, convention):
+    """Return (table, row, col, flux) from a table-like catalogue."""
+    if isinstance(catalog, Table):
+        table = catalog.copy(copy_data=True)
+    elif isinstance(catalog, np.ndarray) and catalog.dtype.names:
+        table = Table(catalog)
+    elif isinstance(catalog, dict):
+        table = Table({k: np.asarray(v) for k, v in catalog.items()})
+    elif hasattr(catalog, "to_dict") and hasattr(catalog, "columns"):   # pandas DataFrame
+        table = Table.from_pandas(catalog)
+    else:
+        raise TypeError("catalog: expected an astropy Table, a structured array, a dict of "
+                        f"arrays or a DataFrame, got {type(catalog).__name__}")
+    for name in ("x", "y", "flux"):
+        if name not in table.colnames:
+            raise ValueError(f"catalog: missing column '{name}' (have {table.colnames})")
+    x = np.asarray(table["x"], dtype=np.float64)
+    y = np.asarray(table["y"], dtype=np.float64)
+    flux = np.asarray(table["flux"], dtype=np.float64)
+    if convention == "crowdsource":
+        row, col = x, y
+    elif convention == "photutils":
+        row, col = y, x
+    else:
+        raise ValueError(f"convention: expected 'crowdsource' (x = row) or 'photutils' "
+                         f"(x = column), got {convention!r}")
+    for name, a in (("x", x), ("y", y), ("flux", flux)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"catalog: column '{name}' contains NaN or infinite values")
+    return table, row, col, flux
+
+
+def _empty_output(table):
+    for name, dt in OUTPUT_COLUMNS.items():
+        table[name] = np.zeros(len(table), dtype=dt)
+    return table
+
+
+def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
+                widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY, dtype="float32", seed=0,
+                sky_noise=True, julia_compat=False, threads=None, progress=False,
+                convention="crowdsource", rlim=256, guard=True):
+    """Run the LPI afterburner on one CCD: corrected fluxes and honest uncertainties.
+
+    Parameters
+    ----------
+    image : (nrow, ncol) ndarray
+        Image in ADU (e.g. DECam ``ooi``). NaN/inf allowed only where ``dq`` is nonzero.
+    model : (nrow, ncol) ndarray
+        Model image (sky + stars) of the photometry pipeline (crowdsource ``MOD``), finite.
+    sky : (nrow, ncol) ndarray
+        Sky/background model (crowdsource ``SKY``), finite.
+    catalog : astropy Table, structured array, dict of arrays or DataFrame
+        Detections with columns ``x``, ``y`` (0-based pixel coordinates, centres at
+        integers) and ``flux`` (ADU). See ``convention``. Stars off the image are allowed.
+    psf : ndarray, callable or crowdsource PSF
+        PSF stamp (odd, square, centred), or ``psf(row, col, size) -> (size, size)``.
+        It is evaluated at each star for its Np x Np stamp, and at the CCD centre
+        (``nrow // 2, ncol // 2``) at 511 and Np pixels for the static core mask.
+    gain : float
+        Gain in e-/ADU. Negative values warn and use ``|gain|`` (as CloudCovErr.jl); zero or
+        non-finite values raise.
+    dq : (nrow, ncol) integer or bool ndarray, optional
+        Data-quality mask; nonzero pixels are masked (DECam ``ood``).
+    thr : float, optional
+        PSF masking threshold in ADU (default 20): pixels with ``flux * psf > thr`` are masked
+        for the covariance and hidden under their star (stars below 1e4 ADU count as 1e4).
+    outthr : float, optional
+        Residuals with ``|model - image| > outthr`` ADU are masked (default 20000).
+    Np : int, optional
+        Odd stamp size (default 33).
+    widx, widy : int, optional
+        Odd boxcar widths along rows / columns for the covariance samples (default 129).
+    max_memory : int, optional
+        Bytes allowed for one tile's shifted-product stack (default 1 GiB). Results do not
+        depend on it beyond float round-off (< 1e-6 relative).
+    dtype : {"float32", "float64"}, optional
+        Precision of the stack and of the per-star solves (default float32, as DECaPS2).
+    seed : int or numpy.random.Generator, optional
+        Seed of the Poisson noise added to infilled pixels (default 0).
+    sky_noise : bool, optional
+        Add Poisson noise to infilled pixels (paper eq. 7; default True).
+    julia_compat : bool, optional
+        Reproduce CloudCovErr.jl v0.9.2 where it deviates from the paper: ``|mean|`` as the
+        local mean, float32 arithmetic order in the covariance lookup, zero-including median
+        in the infill fallback.
+    threads : int or None, optional
+        Threads of the C++ kernels; None or 0 uses every core available to the process.
+        Results are bitwise identical for any thread count.
+    progress : bool, optional
+        Show a progress bar over tiles (tqdm) on a terminal.
+    convention : {"crowdsource", "photutils"}, optional
+        Meaning of ``x``/``y``: crowdsource (default) has ``x`` = row (numpy axis 0); photutils
+        and astropy have ``x`` = column.
+    rlim : float, optional
+        Squared radius (pixel^2) of the good-pixel circle (default 256).
+    guard : bool, optional
+        Condition-number guard of the per-star solve (default True; see
+        :func:`cloudcov.cond_cov_est`).
+
+    Returns
+    -------
+    astropy.table.Table
+        Every input column plus ``cflux`` (= ``flux + fdb_tot``), ``dcflux``,
+        ``dcflux_diag``, ``fdb_res``, ``fdb_pred``, ``cchi2`` (float32), ``kcond0``,
+        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8); ``meta`` holds the parameters,
+        the package version, the seed, infill statistics and timings.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arrays (shape mismatch, NaN in the model, bad dtype), parameters or catalogue.
+
+    Notes
+    -----
+    Mirrors CloudCovErr.jl ``proc_ccd`` (src/decam.jl) without file I/O, following
+    DESIGN.md sec. 1: residual ``model - image``; mask = dq | static-PSF cores
+    (``gen_mask_staticPSF2!``) | outliers; ``prelim_infill!``; ``add_sky_noise!``; reflective
+    padding; memory-budgeted tiles of the shifted-product stack; per-star covariance, pixel
+    classes and conditioning (paper eqs. 4-10). Unlike CloudCovErr.jl, every star is
+    processed whatever the tiling, the stack is accumulated in double, and Np is free.
+    """
+    t_start = time.perf_counter()
+    dt = as_dtype("dtype", dtype)
+    image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
+    model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
+    sky = as_image("sky", sky, dtype=np.float64, allow_nonfinite=True)
+    same_shape("image", image, model=model, sky=sky)
+    if dq is not None:
+        if not isinstance(dq, np.ndarray):
+            raise TypeError(f"dq: expected a numpy.ndarray, got {type(dq).__name__}")
+        if dq.shape != image.shape:
+            raise ValueError(f"dq.shape {dq.shape} != image.shape {image.shape}")
+        bad = as_mask("dq", dq, image.shape).astype(bool)
+    else:
+        bad = np.zeros(image.shape, bool)
+    for name, a in (("model", model), ("sky", sky)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: contains {np.size(a) - np.count_nonzero(np.isfinite(a))} "
+                             "NaN or infinite values")
+    nonfinite = ~np.isfinite(image)
+    if np.any(nonfinite & ~bad):
+        raise ValueError(f"image: contains {int(np.sum(nonfinite & ~bad))} NaN or infinite values "
+                         "not flagged in dq")
+    gain = as_float("gain", gain)
+    if gain == 0:
+        raise ValueError("gain: must be nonzero (e-/ADU)")
+    if gain < 0:
+        warnings.warn(f"gain {gain} is negative; using |gain| as CloudCovErr.jl does",
+                      CloudCovWarning, stacklevel=2)
+        gain = abs(gain)
+    thr = as_float("thr", thr, positive=True)
+    outthr = as_float("outthr", outthr, positive=True)
+    Np = as_Np(Np)
+    widx = as_int("widx", widx, minimum=1, odd=True)
+    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    max_memory = as_int("max_memory", max_memory, minimum=1)
+    if threads is None or threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = as_int("threads", threads, minimum=1)
+    psf_model = as_psf_model(psf)
+    table, row, col, flux = _catalog_columns(catalog, convention)
+    nstar = len(table)
+    nrow, ncol = image.shape
+    meta = dict(thr=thr, outthr=outthr, Np=Np, widx=widx, widy=widy, max_memory=max_memory,
+                dtype=dt.name, gain=gain, sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
+                convention=convention, rlim=float(rlim), guard=bool(guard),
+                seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
+                version=_core.__version__)
+    if nstar == 0:
+        out = _empty_output(table)
+        out.meta.update(cloudcov=meta)
+        return out
+
+    # 1-2. residual and masks
+    resid = model - image
+    psf_big = psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
+    psf_small = psf_model(nrow // 2, ncol // 2, Np)
+    gen_mask_static_psf(bad, psf_big, psf_small, row, col, flux, thr)
+    with np.errstate(invalid="ignore"):
+        bad |= ~(np.abs(resid) <= outthr)          # also catches NaN residuals under dq
+    nonfin = ~np.isfinite(resid)
+    resid[nonfin] = 0.0
+    # 3. preliminary infill (on the working precision, as CloudCovErr.jl)
+    resid_t = resid.astype(dt)
+    inf = prelim_infill(resid_t, bad, julia_compat=julia_compat)
+    resid_t[nonfin] = inf.image[nonfin]   # raw stamps never see NaN from flagged pixels
+    # 5. reflective padding (bad mask padded with True)
+    ri = np.rint(row).astype(np.int64)
+    ci = np.rint(col).astype(np.int64)
+    h = (Np - 1) // 2
+    pr = h + (widx - 1) // 2 + outest_bounds(ri, nrow)
+    pc = h + (widy - 1) // 2 + outest_bounds(ci, ncol)
+    pad = ((pr, pr), (pc, pc))
+    in_image = np.pad(inf.image, pad, mode="reflect")
+    in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
+    in_bad = np.pad(bad, pad, mode="constant", constant_values=True)
+    in_stars = np.ascontiguousarray(np.pad((np.abs(model - sky) / gain).astype(dt), pad, mode="reflect"))
+    # 4. Poisson noise on infilled (and padding) pixels
+    if sky_noise:
+        in_sky = np.pad(sky, pad, mode="reflect")
+        in_image = add_sky_noise(in_image, in_bad, in_sky, gain, rng=seed)
+        del in_sky
+    in_image = np.ascontiguousarray(in_image, dtype=dt)
+    in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
+    t_prep = time.perf_counter() - t_start
+
+    # PSF stamps per star and output buffers
+    psfs = np.empty((nstar, Np, Np), dtype=dt)
+    for k in range(nstar):
+        psfs[k] = psf_model(row[k], col[k], Np)
+    circ = circle_mask(Np, rlim).astype(np.uint8)
+    R, C = ri + pr, ci + pc
+    res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
+    res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
+               kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
+
+    # 6. tiles
+    tiles = plan_tiles((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
+                       Np, widx, widy, max_memory, dt)
+    nshift = int(_core.n_shifts(Np))
+    max_out = max((t.row1 - t.row0 + Np - 1) * (t.col1 - t.col0 + Np - 1) for t in tiles)
+    stack_buf = np.empty(max_out * nshift, dtype=dt)
+    bim_buf = np.empty(max_out, dtype=dt)
+    it = tiles
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+            it = tqdm(tiles, desc="cloudcov tiles", unit="tile")
+        except ImportError:  # pragma: no cover
+            pass
+    t_stack = t_star = 0.0
+    done = np.zeros(nstar, bool)
+    for tile in it:
+        sel = np.flatnonzero((R >= tile.row0) & (R < tile.row1) & (C >= tile.col0) & (C < tile.col1))
+        if sel.size == 0:
+            continue
+        (a0, a1), (b0, b1) = tile.in_rows, tile.in_cols
+        sub = np.ascontiguousarray(in_image[a0:a1, b0:b1])
+        oshape = (a1 - a0 - widx + 1, b1 - b0 - widy + 1)
+        npx = oshape[0] * oshape[1]
+        bimage = bim_buf[:npx].reshape(oshape)
+        stack = stack_buf[:npx * nshift].reshape(oshape + (nshift,))
+        t0 = time.perf_counter()
+        _core.shift_stack(sub, Np, widx, widy, bimage, stack, threads)
+        t1 = time.perf_counter()
+        with threadpool_limits(1):
+            out = _core.lpi_stars(stack, bimage, Np, widx, widy, a0, b0, in_raw, in_stars,
+                                  in_bad_u8, np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
+                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
+                                  circ, thr, bool(julia_compat), True, bool(guard), threads)
+        t2 = time.perf_counter()
+        t_stack += t1 - t0
+        t_star += t2 - t1
+        for name in res:
+            res[name][sel] = out[name]
+        done[sel] = True
+        log.debug("tile rows %d:%d cols %d:%d: %d stars, stack %.2f s, stars %.2f s",
+                  tile.row0, tile.row1, tile.col0, tile.col1, sel.size, t1 - t0, t2 - t1)
+    assert done.all(), "internal error: a star was not assigned to any tile"
+
+    # 7. output table
+    fdb_tot = res["fdb_pred"] - res["fdb_res"]
+    table["cflux"] = (flux + fdb_tot).astype(np.float32)
+    for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
+        table[name] = res[name].astype(np.float32)
+    for name in ("kcond0", "kcond", "kpred", "dnt"):
+        table[name] = res[name].astype(OUTPUT_COLUMNS[name])
+    meta.update(ntiles=len(tiles), infill_rounds=inf.rounds, infill_fallback=inf.n_fallback,
+                n_masked=int(bad.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=threads,
+                seconds_prep=round(t_prep, 3), seconds_stack=round(t_stack, 3),
+                seconds_stars=round(t_star, 3), seconds_total=round(time.perf_counter() - t_start, 3))
+    table.meta["cloudcov"] = meta
+    log.info("%d stars in %d tiles: stack %.1f s, stars %.1f s, guard %d, unstable %d", nstar,
+             len(tiles), t_stack, t_star, meta["n_guard"], meta["n_unstable"])
+    return table
