@@ -5,6 +5,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
@@ -19,7 +20,7 @@ from .perstar import circle_mask
 from .psf import as_psf_model
 from .tiling import DEFAULT_MAX_MEMORY, plan_tiles
 
-__all__ = ["process_ccd", "OUTPUT_COLUMNS"]
+__all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
 log = logging.getLogger("cloudcov")
 
@@ -70,6 +71,196 @@ def _empty_output(table):
     for name, dt in OUTPUT_COLUMNS.items():
         table[name] = np.zeros(len(table), dtype=dt)
     return table
+
+
+@dataclass
+class PreparedCCD:
+    """Intermediate arrays of the afterburner (output of :func:`prepare_ccd`).
+
+    Attributes
+    ----------
+    image : ndarray
+        Padded, infilled residual with Poisson noise on infilled pixels (the covariance input).
+    raw : ndarray
+        Padded raw residual ``model - image`` (the stamps' data).
+    stars : ndarray
+        Padded star counts ``|model - sky| / gain``.
+    bad : ndarray of uint8
+        Padded mask (1 = masked; padding is masked).
+    mask : ndarray of bool
+        Unpadded mask (dq | static-PSF cores | outliers).
+    infill : InfillResult
+    pad_rows, pad_cols : int
+        Padding added on each side; padded pixel (r + pad_rows, c + pad_cols) is image (r, c).
+    ri, ci : ndarray of int64
+        Stamp centres ``rint(row)``, ``rint(col)`` in image coordinates.
+    """
+
+    image: np.ndarray
+    raw: np.ndarray
+    stars: np.ndarray
+    bad: np.ndarray
+    mask: np.ndarray
+    infill: object
+    pad_rows: int
+    pad_cols: int
+    ri: np.ndarray
+    ci: np.ndarray
+
+
+def _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np, widx,
+             widy, dt, seed, sky_noise, julia_compat):
+    nrow, ncol = image.shape
+    # 1-2. residual and masks
+    resid = model - image
+    psf_big = psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
+    psf_small = psf_model(nrow // 2, ncol // 2, Np)
+    gen_mask_static_psf(bad, psf_big, psf_small, row, col, flux, thr)
+    with np.errstate(invalid="ignore"):
+        bad |= ~(np.abs(resid) <= outthr)          # also catches NaN residuals under dq
+    nonfin = ~np.isfinite(resid)
+    resid[nonfin] = 0.0
+    # 3. preliminary infill (on the working precision, as CloudCovErr.jl)
+    resid_t = resid.astype(dt)
+    inf = prelim_infill(resid_t, bad, julia_compat=julia_compat)
+    resid_t[nonfin] = inf.image[nonfin]   # raw stamps never see NaN from flagged pixels
+    # 5. reflective padding (bad mask padded with True)
+    ri = np.rint(row).astype(np.int64)
+    ci = np.rint(col).astype(np.int64)
+    h = (Np - 1) // 2
+    pr = h + (widx - 1) // 2 + outest_bounds(ri, nrow)
+    pc = h + (widy - 1) // 2 + outest_bounds(ci, ncol)
+    pad = ((pr, pr), (pc, pc))
+    in_image = np.pad(inf.image, pad, mode="reflect")
+    in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
+    in_bad = np.pad(bad, pad, mode="constant", constant_values=True)
+    in_stars = np.ascontiguousarray(np.pad((np.abs(model - sky) / gain).astype(dt), pad, mode="reflect"))
+    # 4. Poisson noise on infilled (and padding) pixels
+    if sky_noise:
+        in_sky = np.pad(sky, pad, mode="reflect")
+        in_image = add_sky_noise(in_image, in_bad, in_sky, gain, rng=seed)
+        del in_sky
+    in_image = np.ascontiguousarray(in_image, dtype=dt)
+    in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
+    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, bad, inf, pr, pc, ri, ci)
+
+
+def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
+           dtype, threads, convention):
+    """Validate and normalise the inputs of process_ccd / prepare_ccd."""
+    dt = as_dtype("dtype", dtype)
+    image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
+    model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
+    sky = as_image("sky", sky, dtype=np.float64, allow_nonfinite=True)
+    same_shape("image", image, model=model, sky=sky)
+    if dq is not None:
+        if not isinstance(dq, np.ndarray):
+            raise TypeError(f"dq: expected a numpy.ndarray, got {type(dq).__name__}")
+        if dq.shape != image.shape:
+            raise ValueError(f"dq.shape {dq.shape} != image.shape {image.shape}")
+        bad = as_mask("dq", dq, image.shape).astype(bool)
+    else:
+        bad = np.zeros(image.shape, bool)
+    for name, a in (("model", model), ("sky", sky)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: contains {np.size(a) - np.count_nonzero(np.isfinite(a))} "
+                             "NaN or infinite values")
+    nonfinite = ~np.isfinite(image)
+    if np.any(nonfinite & ~bad):
+        raise ValueError(f"image: contains {int(np.sum(nonfinite & ~bad))} NaN or infinite values "
+                         "not flagged in dq")
+    gain = as_float("gain", gain)
+    if gain == 0:
+        raise ValueError("gain: must be nonzero (e-/ADU)")
+    if gain < 0:
+        warnings.warn(f"gain {gain} is negative; using |gain| as CloudCovErr.jl does",
+                      CloudCovWarning, stacklevel=3)
+        gain = abs(gain)
+    thr = as_float("thr", thr, positive=True)
+    outthr = as_float("outthr", outthr, positive=True)
+    Np = as_Np(Np)
+    widx = as_int("widx", widx, minimum=1, odd=True)
+    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    max_memory = as_int("max_memory", max_memory, minimum=1)
+    if threads is None or threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = as_int("threads", threads, minimum=1)
+    psf_model = as_psf_model(psf)
+    table, row, col, flux = _catalog_columns(catalog, convention)
+    return (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, max_memory, dt, threads,
+            psf_model, table, row, col, flux)
+
+
+def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
+                widx=129, widy=None, dtype="float32", seed=0, sky_noise=True, julia_compat=False,
+                convention="crowdsource"):
+    """Steps 1-5 of :func:`process_ccd` alone: masks, infill, sky noise and padding.
+
+    For inspecting what the afterburner sees (e.g. the stamps of a star, see
+    :func:`star_details`). Parameters are those of :func:`process_ccd`.
+
+    Returns
+    -------
+    PreparedCCD
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`process_ccd`.
+    """
+    (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, _, dt, _, psf_model, table, row,
+     col, flux) = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
+                         DEFAULT_MAX_MEMORY, dtype, 1, convention)
+    return _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np, widx,
+                    widy, dt, seed, sky_noise, julia_compat)
+
+
+def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=20, rlim=256,
+                 n_draw=2, rng=0, julia_compat=False):
+    """Stamps, pixel classes, mean infill and draws of one star (paper Fig. 5).
+
+    Parameters
+    ----------
+    prep : PreparedCCD
+        From :func:`prepare_ccd` with the same ``Np``, ``widx``, ``widy``.
+    row, col : float
+        Star position in image coordinates (0-based, row = crowdsource ``x``).
+    flux : float
+        Star flux (ADU).
+    psf : ndarray or callable
+        As in :func:`process_ccd`.
+    Np, widx, widy, thr, rlim, julia_compat
+        As in :func:`process_ccd`.
+    n_draw : int, optional
+        Draws of the hidden pixels to return (default 2).
+    rng : numpy.random.Generator or int, optional
+        Random source of the draws.
+
+    Returns
+    -------
+    dict
+        ``data`` (raw residual stamp), ``classes`` (:class:`PixelClasses`), ``result``
+        (:class:`ConditionedStar` with ``mean`` and ``draws``), ``cov`` and ``mu``.
+
+    Raises
+    ------
+    ValueError
+        If the stamp leaves the padded image.
+    """
+    from .covariance import local_covariance
+    from .perstar import cond_cov_est, pixel_classes
+
+    widy = widx if widy is None else widy
+    h = (Np - 1) // 2
+    R = int(np.rint(row)) + prep.pad_rows
+    C = int(np.rint(col)) + prep.pad_cols
+    cov, mu = local_covariance(prep.image, R, C, Np, widx, widy, julia_compat=julia_compat)
+    sl = np.s_[R - h:R + h + 1, C - h:C + h + 1]
+    stamp_psf = as_psf_model(psf)(row, col, Np)
+    pc = pixel_classes(prep.bad[sl], stamp_psf, flux, thr=thr, rlim=rlim)
+    res = cond_cov_est(cov, mu, ~pc.good, pc.hidden, prep.raw[sl], prep.stars[sl], pc.psf,
+                       export_mean=True, n_draw=n_draw, rng=rng)
+    return dict(data=np.asarray(prep.raw[sl], dtype=np.float64), classes=pc, result=res, cov=cov, mu=mu)
 
 
 def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
@@ -157,45 +348,10 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
     """
     t_start = time.perf_counter()
-    dt = as_dtype("dtype", dtype)
-    image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
-    model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
-    sky = as_image("sky", sky, dtype=np.float64, allow_nonfinite=True)
-    same_shape("image", image, model=model, sky=sky)
-    if dq is not None:
-        if not isinstance(dq, np.ndarray):
-            raise TypeError(f"dq: expected a numpy.ndarray, got {type(dq).__name__}")
-        if dq.shape != image.shape:
-            raise ValueError(f"dq.shape {dq.shape} != image.shape {image.shape}")
-        bad = as_mask("dq", dq, image.shape).astype(bool)
-    else:
-        bad = np.zeros(image.shape, bool)
-    for name, a in (("model", model), ("sky", sky)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}: contains {np.size(a) - np.count_nonzero(np.isfinite(a))} "
-                             "NaN or infinite values")
-    nonfinite = ~np.isfinite(image)
-    if np.any(nonfinite & ~bad):
-        raise ValueError(f"image: contains {int(np.sum(nonfinite & ~bad))} NaN or infinite values "
-                         "not flagged in dq")
-    gain = as_float("gain", gain)
-    if gain == 0:
-        raise ValueError("gain: must be nonzero (e-/ADU)")
-    if gain < 0:
-        warnings.warn(f"gain {gain} is negative; using |gain| as CloudCovErr.jl does",
-                      CloudCovWarning, stacklevel=2)
-        gain = abs(gain)
-    thr = as_float("thr", thr, positive=True)
-    outthr = as_float("outthr", outthr, positive=True)
-    Np = as_Np(Np)
-    widx = as_int("widx", widx, minimum=1, odd=True)
-    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
-    max_memory = as_int("max_memory", max_memory, minimum=1)
-    if threads is None or threads == 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = as_int("threads", threads, minimum=1)
-    psf_model = as_psf_model(psf)
-    table, row, col, flux = _catalog_columns(catalog, convention)
+    (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, max_memory, dt, threads,
+     psf_model, table, row, col, flux) = _setup(image, model, sky, catalog, psf, gain, dq, thr,
+                                                outthr, Np, widx, widy, max_memory, dtype,
+                                                threads, convention)
     nstar = len(table)
     nrow, ncol = image.shape
     meta = dict(thr=thr, outthr=outthr, Np=Np, widx=widx, widy=widy, max_memory=max_memory,
@@ -208,37 +364,11 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         out.meta.update(cloudcov=meta)
         return out
 
-    # 1-2. residual and masks
-    resid = model - image
-    psf_big = psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
-    psf_small = psf_model(nrow // 2, ncol // 2, Np)
-    gen_mask_static_psf(bad, psf_big, psf_small, row, col, flux, thr)
-    with np.errstate(invalid="ignore"):
-        bad |= ~(np.abs(resid) <= outthr)          # also catches NaN residuals under dq
-    nonfin = ~np.isfinite(resid)
-    resid[nonfin] = 0.0
-    # 3. preliminary infill (on the working precision, as CloudCovErr.jl)
-    resid_t = resid.astype(dt)
-    inf = prelim_infill(resid_t, bad, julia_compat=julia_compat)
-    resid_t[nonfin] = inf.image[nonfin]   # raw stamps never see NaN from flagged pixels
-    # 5. reflective padding (bad mask padded with True)
-    ri = np.rint(row).astype(np.int64)
-    ci = np.rint(col).astype(np.int64)
-    h = (Np - 1) // 2
-    pr = h + (widx - 1) // 2 + outest_bounds(ri, nrow)
-    pc = h + (widy - 1) // 2 + outest_bounds(ci, ncol)
-    pad = ((pr, pr), (pc, pc))
-    in_image = np.pad(inf.image, pad, mode="reflect")
-    in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
-    in_bad = np.pad(bad, pad, mode="constant", constant_values=True)
-    in_stars = np.ascontiguousarray(np.pad((np.abs(model - sky) / gain).astype(dt), pad, mode="reflect"))
-    # 4. Poisson noise on infilled (and padding) pixels
-    if sky_noise:
-        in_sky = np.pad(sky, pad, mode="reflect")
-        in_image = add_sky_noise(in_image, in_bad, in_sky, gain, rng=seed)
-        del in_sky
-    in_image = np.ascontiguousarray(in_image, dtype=dt)
-    in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
+    prep = _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np,
+                    widx, widy, dt, seed, sky_noise, julia_compat)
+    in_image, in_raw, in_stars, in_bad_u8 = prep.image, prep.raw, prep.stars, prep.bad
+    inf, pr, pc, ri, ci = prep.infill, prep.pad_rows, prep.pad_cols, prep.ri, prep.ci
+    bad = prep.mask
     t_prep = time.perf_counter() - t_start
 
     # PSF stamps per star and output buffers
