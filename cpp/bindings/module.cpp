@@ -346,6 +346,8 @@ void load_lapack() {
     load_fn(t.s.pocon, lap, "spocon");
     load_fn(t.d.pocon, lap, "dpocon");
     load_fn(t.s.lansy, lap, "slansy");
+    load_fn(t.s.trcon, lap, "strcon");
+    load_fn(t.d.trcon, lap, "dtrcon");
     load_fn(t.d.lansy, lap, "dlansy");
     load_fn(t.s.trsm, blas, "strsm");
     load_fn(t.d.trsm, blas, "dtrsm");

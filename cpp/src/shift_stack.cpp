@@ -1,6 +1,8 @@
 #include "cloudcov/shift_stack.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <vector>
 
 #include "cloudcov/boxcar.hpp"
@@ -12,7 +14,11 @@ namespace cloudcov {
 #define CLOUDCOV_DECLARE_LEVEL(ns)                                       \
     namespace ns {                                                       \
     template <class T>                                                   \
-    void stack_group(const detail::GroupArgs& g, T* stack);              \
+    void group_init(const detail::GroupArgs& g, T* stage);               \
+    template <class T>                                                   \
+    void group_step(const detail::GroupArgs& g, idx r0, T* stage);       \
+    template <class T>                                                   \
+    void copy_stream(const T* src, T* dst, idx n);                       \
     }
 CLOUDCOV_DECLARE_LEVEL(baseline)
 #ifdef CLOUDCOV_HAVE_AVX2
@@ -43,23 +49,57 @@ Level detect_level() {
 
 const Level kLevel = detect_level();
 
-template <class T>
-void run_group(const detail::GroupArgs& g, T* stack) {
-    switch (kLevel) {
+#define CLOUDCOV_DISPATCH(FN, ...)                 \
+    switch (kLevel) {                              \
+        CLOUDCOV_CASE_AVX512(FN, __VA_ARGS__)      \
+        CLOUDCOV_CASE_AVX2(FN, __VA_ARGS__)        \
+        default:                                   \
+            return baseline::FN<T>(__VA_ARGS__);   \
+    }
 #ifdef CLOUDCOV_HAVE_AVX512
-        case Level::avx512:
-            avx512::stack_group<T>(g, stack);
-            return;
+#define CLOUDCOV_CASE_AVX512(FN, ...) \
+    case Level::avx512:               \
+        return avx512::FN<T>(__VA_ARGS__);
+#else
+#define CLOUDCOV_CASE_AVX512(FN, ...)
 #endif
 #ifdef CLOUDCOV_HAVE_AVX2
-        case Level::avx2:
-            avx2::stack_group<T>(g, stack);
-            return;
+#define CLOUDCOV_CASE_AVX2(FN, ...) \
+    case Level::avx2:               \
+        return avx2::FN<T>(__VA_ARGS__);
+#else
+#define CLOUDCOV_CASE_AVX2(FN, ...)
 #endif
-        default:
-            baseline::stack_group<T>(g, stack);
+
+template <class T>
+void run_init(const detail::GroupArgs& g, T* stage) { CLOUDCOV_DISPATCH(group_init, g, stage) }
+template <class T>
+void run_step(const detail::GroupArgs& g, idx r0, T* stage) { CLOUDCOV_DISPATCH(group_step, g, r0, stage) }
+template <class T>
+void run_copy(const T* src, T* dst, idx n) { CLOUDCOV_DISPATCH(copy_stream, src, dst, n) }
+
+// A reusable barrier for a fixed number of threads.
+class Barrier {
+  public:
+    explicit Barrier(int n) : n_(n) {}
+    void wait() {
+        std::unique_lock<std::mutex> lock(m_);
+        const long gen = gen_;
+        if (++count_ == n_) {
+            count_ = 0;
+            ++gen_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return gen_ != gen; });
+        }
     }
-}
+
+  private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    int n_, count_ = 0;
+    long gen_ = 0;
+};
 
 }  // namespace
 
@@ -99,18 +139,22 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
         for (idx c = 0; c < x.cols; ++c) dst[c] = static_cast<double>(src[c]);
     }
 
-    const idx ngroup = Np;  // one group per drow
+    // One group per drow. Groups are assigned to threads once (largest first, to the least
+    // loaded thread), so each group is always computed the same way: the result does not
+    // depend on the thread count. Rows are produced in order: every thread advances its groups
+    // to output row r0, writing into a staging row; after a barrier the row is streamed to the
+    // stack by all threads (each a slice) while the next row is computed into the other
+    // staging buffer.
+    const idx ngroup = Np;
     const int nt = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(ngroup)));
-    const idx ndp_max = ((2 * Np - 1) + 7) / 8 * 8;
-    std::vector<std::vector<double>> acc(nt), delta(nt);
-    for (int t = 0; t < nt; ++t) {
-        acc[t].assign(static_cast<size_t>(ocol * ndp_max), 0.0);
-        delta[t].assign(static_cast<size_t>(ndp_max), 0.0);
-    }
-    // Largest groups first (drow >= 1 hold 2 Np - 1 shifts, drow == 0 holds Np).
-    parallel_for(ngroup, nt, [&](std::int64_t item, int tid) {
-        const idx drow = (item + 1) % Np;  // 1, 2, ..., Np - 1, then 0
-        detail::GroupArgs g;
+    std::vector<detail::GroupArgs> groups(static_cast<size_t>(ngroup));
+    std::vector<std::vector<double>> acc(static_cast<size_t>(ngroup));
+    std::vector<std::vector<double>> delta(static_cast<size_t>(ngroup));
+    std::vector<std::vector<int>> owned(static_cast<size_t>(nt));
+    std::vector<idx> load(static_cast<size_t>(nt), 0);
+    for (idx gi = 0; gi < ngroup; ++gi) {
+        const idx drow = (gi + 1) % Np;  // 1, 2, ..., Np - 1, then 0 (the smallest group)
+        detail::GroupArgs& g = groups[static_cast<size_t>(gi)];
         g.xd = xd.data() + P;
         g.xd_stride = xs;
         g.out_rows = orow;
@@ -123,9 +167,30 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
         g.ndp = (g.nd + 7) / 8 * 8;
         g.s0 = shift_index(Np, drow, g.dc0);
         g.nshift = stack.nshift;
-        g.acc = acc[tid].data();
-        g.delta = delta[tid].data();
-        run_group<T>(g, stack.data);
+        acc[static_cast<size_t>(gi)].assign(static_cast<size_t>(ocol * g.ndp), 0.0);
+        delta[static_cast<size_t>(gi)].assign(static_cast<size_t>(g.ndp), 0.0);
+        g.acc = acc[static_cast<size_t>(gi)].data();
+        g.delta = delta[static_cast<size_t>(gi)].data();
+        const size_t t = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+        owned[t].push_back(static_cast<int>(gi));
+        load[t] += g.nd;
+    }
+    const idx rowlen = ocol * stack.nshift;
+    std::vector<T> stage(static_cast<size_t>(2 * rowlen));
+    Barrier barrier(nt);
+    parallel_for(nt, nt, [&](std::int64_t t, int) {
+        const idx c_lo = rowlen * t / nt, c_hi = rowlen * (t + 1) / nt;
+        for (idx r0 = 0; r0 < orow; ++r0) {
+            T* st = stage.data() + (r0 % 2) * rowlen;
+            for (int gi : owned[static_cast<size_t>(t)]) {
+                if (r0 == 0)
+                    run_init<T>(groups[static_cast<size_t>(gi)], st);
+                else
+                    run_step<T>(groups[static_cast<size_t>(gi)], r0, st);
+            }
+            barrier.wait();
+            run_copy<T>(st + c_lo, stack.data + r0 * rowlen + c_lo, c_hi - c_lo);
+        }
     });
 }
 

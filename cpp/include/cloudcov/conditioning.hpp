@@ -4,6 +4,8 @@
 // For good pixels k and hidden pixels k*, with C the local covariance (star counts added
 // to its diagonal) and mu the local mean:
 //   C_kk = L L^T (Cholesky), W = L^-1 C_k,k*, z = L^-1 (x_k - mu_k)
+//   (one Cholesky of the bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] gives L, W and
+//   the Cholesky factor of P at once)
 //   predicted hidden mean  xbar = W^T z + mu_k*                     (eq. 4)
 //   predicted covariance   P = C_k*k* - W^T W                       (eq. 5)
 //   cchi2 = z^T z;  var = p^T P^-1 p;  dcflux = var^-1/2             (eq. 10)
@@ -13,8 +15,9 @@
 // block is read as given), which matters only for a non-symmetric input matrix.
 //
 // Condition-number guard: in the working precision W the solve is accepted when both
-// Cholesky factorisations succeed and LAPACK's reciprocal condition estimate (?pocon) is
-// >= 1e3 * eps(W) (a relative error bound kappa * eps <= 1e-3). Otherwise the star is redone
+// Cholesky factorisations succeed and LAPACK's reciprocal condition estimates are
+// >= 1e3 * eps(W) (a relative error bound kappa * eps <= 1e-3): ?pocon for C_kk, and ?trcon of
+// the factor of P, squared, for P. Otherwise the star is redone
 // in float64 (dnt bit 4 when the working precision was float32) and, if float64 fails the
 // same test, with lambda * I added to the covariance diagonal, lambda = mean(diag C) * 10^m
 // for m = -12, -11, ..., -6 (first that passes; dnt bit 4). If none passes, dnt bit 64 is
@@ -60,7 +63,7 @@ struct StarStamp {
 // Scratch reused across stars by one thread.
 template <class W>
 struct CondScratch {
-    std::vector<W> K, B, P, y, z, pred, q, pdiag, work;
+    std::vector<W> K, z, pred, q, pdiag, work;
     std::vector<int> iwork;
 };
 struct Workspace {
@@ -80,84 +83,77 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     int kc = static_cast<int>(st.good.size());
     int kp = static_cast<int>(st.hidden.size());
     if (kc == 0 || kp == 0) return false;
+    int n = kc + kp;
     const auto diag_add = [&](int i) { return (opt.diag_on ? st.stars[i] : 0.0) + reg; };
-    s.K.resize(static_cast<size_t>(kc) * kc);
-    s.B.resize(static_cast<size_t>(kc) * kp);
-    s.P.resize(static_cast<size_t>(kp) * kp);
-    s.y.resize(kc);
+    s.K.resize(static_cast<size_t>(n) * n);
     s.z.resize(kc);
     s.pred.resize(kp);
     s.q.resize(kp);
     s.pdiag.resize(kp);
-    const int nmax = kc > kp ? kc : kp;
-    s.work.resize(3 * static_cast<size_t>(nmax));
-    s.iwork.resize(nmax);
-    char Lc = 'L', T = 'T', N = 'N', one_norm = '1';
+    s.work.resize(3 * static_cast<size_t>(n));
+    s.iwork.resize(n);
+    char Lc = 'L', N = 'N', one_norm = '1';
     int info = 0, ione = 1;
-    W wone = 1, wzero = 0, wmone = -1;
-
-    // C_kk as a lower triangle, column-major: element (b, a), b >= a, at a * kc + b, holding
-    // C(k_a, k_b) (CloudCovErr.jl's upper triangle, read along rows of C: contiguous lookups).
-    for (int a = 0; a < kc; ++a) {
-        const int i = st.good[a];
-        W* col = s.K.data() + static_cast<size_t>(a) * kc;
+    W wone = 1, wzero = 0;
+    W* A = s.K.data();
+    // Bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] as a lower triangle, column-major
+    // (element (r, c), r >= c, at c * n + r). Its Cholesky factor is [[L11, 0], [W^T, L22]]
+    // with L11 L11^T = C_kk, W = L11^-1 C_k,k* and L22 L22^T = C_k*k* - W^T W = P (eq. 5).
+    // Column a holds C(i, .) for pixel i = good[a] or hidden[a - kc]: CloudCovErr.jl's upper
+    // triangles of the good-good and hidden-hidden blocks, its good-hidden block as given,
+    // read along rows of C (contiguous lookups).
+    for (int a = 0; a < n; ++a) {
+        const int i = a < kc ? st.good[a] : st.hidden[a - kc];
+        W* col = A + static_cast<size_t>(a) * n;
         col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
         for (int b = a + 1; b < kc; ++b) col[b] = static_cast<W>(src.value(i, st.good[b]));
+        const int h0 = a < kc ? 0 : a - kc + 1;
+        for (int h = h0; h < kp; ++h) {
+            const int j = st.hidden[h];
+            col[kc + h] = static_cast<W>(src.value(i, j));
+        }
     }
     W anorm = 0, rcond = 0;
-    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kc, s.K.data(), &kc, s.work.data());
-    L.potrf(&Lc, &kc, s.K.data(), &kc, &info);
+    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kc, A, &n, s.work.data());
+    L.potrf(&Lc, &n, A, &n, &info);
     if (info != 0) return false;
+    W* L22 = A + static_cast<size_t>(kc) * n + kc;
     if (check_rcond) {
-        L.pocon(&Lc, &kc, s.K.data(), &kc, &anorm, &rcond,
-                s.work.data(), s.iwork.data(), &info);
+        L.pocon(&Lc, &kc, A, &n, &anorm, &rcond, s.work.data(), s.iwork.data(), &info);
         if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
+        // cond(P) = cond(L22)^2 (2-norm; the 1-norm estimate of L22 squared stands for it)
+        L.trcon(&one_norm, &Lc, &N, &kp, L22, &n, &rcond, s.work.data(), s.iwork.data(), &info);
+        const double rc = static_cast<double>(rcond);
+        if (info != 0 || !(rc * rc >= rcond_min<W>())) return false;
     }
-    // C_k,k* as given: element (a, h) at h * kc + a.
-    for (int h = 0; h < kp; ++h) {
-        W* col = s.B.data() + static_cast<size_t>(h) * kc;
-        const int j = st.hidden[h];
-        for (int a = 0; a < kc; ++a) col[a] = static_cast<W>(src.value(st.good[a], j));
-    }
-    L.trsm(&Lc, &Lc, &N, &N, &kc, &kp, &wone, s.K.data(),
-           &kc, s.B.data(), &kc);  // B <- L^-1 B = W
     for (int a = 0; a < kc; ++a)
         s.z[a] = static_cast<W>(st.data[st.good[a]] - src.mean(st.good[a]));
-    L.trsv(&Lc, &N, &N, &kc, s.K.data(), &kc, s.z.data(), &ione);
+    L.trsv(&Lc, &N, &N, &kc, A, &n, s.z.data(), &ione);  // z = L11^-1 (x_k - mu_k)
     double chi2 = 0;
     for (int a = 0; a < kc; ++a) chi2 += static_cast<double>(s.z[a]) * static_cast<double>(s.z[a]);
-    L.gemv(&T, &kc, &kp, &wone, s.B.data(),
-           &kc, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
-    // C_k*k*, upper triangle, minus W^T W.
-    for (int g = 0; g < kp; ++g) {
-        const int i = st.hidden[g];
-        W* col = s.P.data() + static_cast<size_t>(g) * kp;
-        col[g] = static_cast<W>(src.value(i, i) + diag_add(i));
-        for (int h = g + 1; h < kp; ++h) col[h] = static_cast<W>(src.value(i, st.hidden[h]));
+    L.gemv(&N, &kp, &kc, &wone, A + kc, &n, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
+    for (int h = 0; h < kp; ++h) {   // diag(P) from the rows of L22
+        double acc = 0;
+        for (int c = 0; c <= h; ++c) {
+            const double v = L22[static_cast<size_t>(c) * n + h];
+            acc += v * v;
+        }
+        s.pdiag[h] = static_cast<W>(acc);
     }
-    L.syrk(&Lc, &T, &kp, &kc, &wmone, s.B.data(),
-           &kc, &wone, s.P.data(), &kp);
-    for (int h = 0; h < kp; ++h) s.pdiag[h] = s.P[static_cast<size_t>(h) * kp + h];
     if (opt.keep_prediction) {
         res.pcov.assign(static_cast<size_t>(kp) * kp, 0.0);
-        for (int h = 0; h < kp; ++h)
-            for (int g = 0; g <= h; ++g) {
-                const double v = s.P[static_cast<size_t>(g) * kp + h];
-                res.pcov[static_cast<size_t>(g) * kp + h] = v;
-                res.pcov[static_cast<size_t>(h) * kp + g] = v;
+        for (int g = 0; g < kp; ++g)
+            for (int h = 0; h <= g; ++h) {
+                double acc = 0;
+                for (int c = 0; c <= h; ++c)
+                    acc += static_cast<double>(L22[static_cast<size_t>(c) * n + g]) *
+                           static_cast<double>(L22[static_cast<size_t>(c) * n + h]);
+                res.pcov[static_cast<size_t>(g) * kp + h] = acc;
+                res.pcov[static_cast<size_t>(h) * kp + g] = acc;
             }
     }
-    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kp, s.P.data(), &kp, s.work.data());
-    L.potrf(&Lc, &kp, s.P.data(), &kp, &info);
-    if (info != 0) return false;
-    if (check_rcond) {
-        L.pocon(&Lc, &kp, s.P.data(), &kp, &anorm, &rcond,
-                s.work.data(), s.iwork.data(), &info);
-        if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
-    }
     for (int h = 0; h < kp; ++h) s.q[h] = static_cast<W>(st.psf[st.hidden[h]]);
-    L.potrs(&Lc, &kp, &ione, s.P.data(), &kp, s.q.data(),
-            &kp, &info);
+    L.potrs(&Lc, &kp, &ione, L22, &n, s.q.data(), &kp, &info);  // q = P^-1 p
     if (info != 0) return false;
     double var = 0, var_diag = 0, rnum = 0, pnum = 0;
     for (int h = 0; h < kp; ++h) {

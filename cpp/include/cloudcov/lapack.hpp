@@ -13,6 +13,8 @@ struct LapackFns {
     void (*pocon)(char* uplo, int* n, W* a, int* lda, W* anorm, W* rcond, W* work, int* iwork,
                   int* info) = nullptr;
     W (*lansy)(char* norm, char* uplo, int* n, W* a, int* lda, W* work) = nullptr;
+    void (*trcon)(char* norm, char* uplo, char* diag, int* n, W* a, int* lda, W* rcond, W* work,
+                  int* iwork, int* info) = nullptr;
     void (*trsm)(char* side, char* uplo, char* transa, char* diag, int* m, int* n, W* alpha,
                  W* a, int* lda, W* b, int* ldb) = nullptr;
     void (*trsv)(char* uplo, char* trans, char* diag, int* n, W* a, int* lda, W* x,
@@ -22,7 +24,7 @@ struct LapackFns {
     void (*gemv)(char* trans, int* m, int* n, W* alpha, W* a, int* lda, W* x, int* incx,
                  W* beta, W* y, int* incy) = nullptr;
     bool ready() const {
-        return potrf && potrs && pocon && lansy && trsm && trsv && syrk && gemv;
+        return potrf && potrs && pocon && lansy && trcon && trsv && gemv;
     }
 };
 
