@@ -118,16 +118,19 @@ cloudcov::StackCov<T> stack_cov(const py::array& bimage, const py::array& stack,
     const T* s = cptr<T>(stack, "stack", 3);
     sc.stack = {s, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
                 static_cast<idx>(stack.shape(2))};
-    cloudcov::require(Np >= 3 && Np % 2 == 1, "Np must be odd and >= 3");
+    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
     cloudcov::require(sc.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
     cloudcov::require(sc.stack.rows == sc.bimage.rows && sc.stack.cols == sc.bimage.cols,
                       "stack and bimage shapes differ");
-    cloudcov::require(r0 >= 0 && c0 >= 0 && r0 + Np <= sc.bimage.rows && c0 + Np <= sc.bimage.cols,
+    // span_inside: r0 + Np would overflow for r0 near INT64_MAX (out-of-bounds read).
+    cloudcov::require(cloudcov::span_inside(r0, Np, sc.bimage.rows) &&
+                          cloudcov::span_inside(c0, Np, sc.bimage.cols),
                       "stamp leaves the boxcar image");
+    cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
     sc.Np = Np;
     sc.r0 = r0;
     sc.c0 = c0;
-    sc.N = static_cast<double>(wrow * wcol);
+    sc.N = static_cast<double>(wrow) * static_cast<double>(wcol);
     sc.julia_compat = julia_compat;
     return sc;
 }
@@ -161,6 +164,7 @@ py::tuple pixel_classes(const py::array& kmasked, const py::array& psf, const py
     auto cm = cimage<std::uint8_t>(circmask, "circmask");
     auto ps = cimage<double>(psf, "psf");
     const idx Np = km.rows;
+    cloudcov::require(Np >= 1, "kmasked, psf and circmask must not be empty");
     cloudcov::require(km.cols == Np && ps.rows == Np && ps.cols == Np && cm.rows == Np && cm.cols == Np,
                       "kmasked, psf and circmask must all be (Np, Np)");
     py::array_t<std::uint8_t> not_good({Np, Np}), hidden({Np, Np});
@@ -243,10 +247,11 @@ py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, id
     b.stack = {sp, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
                static_cast<idx>(stack.shape(2))};
     b.bimage = cimage<T>(bimage, "bimage");
-    cloudcov::require(Np >= 3 && Np % 2 == 1, "Np must be odd and >= 3");
+    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
     cloudcov::require(b.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
     cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
                       "stack and bimage shapes differ");
+    cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
     b.Np = Np;
     b.wrow = wrow;
     b.wcol = wcol;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "cloudcov/boxcar.hpp"
 #include "cloudcov/errors.hpp"
@@ -9,9 +10,18 @@
 namespace cloudcov {
 
 std::vector<idx> infill_widths(idx w0, double widmult, int rounds) {
+    require(w0 >= 1, "infill width must be >= 1");
+    require(std::isfinite(widmult) && widmult > 0, "widmult must be finite and > 0");
+    require(rounds >= 0 && rounds <= kMaxInfillRounds, "max_rounds must be in [0, 1000]");
     std::vector<idx> w;
     double cur = static_cast<double>(w0);
     for (int k = 0; k < rounds; ++k) {
+        // Casting a width beyond the idx range (or inf) to idx is undefined behaviour.
+        if (!(cur <= static_cast<double>(kMaxInfillWidth)))
+            throw std::invalid_argument(
+                "widx/widy, widmult, max_rounds: the infill window would grow beyond " +
+                std::to_string(kMaxInfillWidth) + " pixels in round " + std::to_string(k) +
+                "; lower widmult or max_rounds");
         w.push_back(static_cast<idx>(cur));
         cur *= widmult;
         cur = 2.0 * std::nearbyint((cur - 1.0) / 2.0) + 1.0;  // ties to even, as Julia round
@@ -34,6 +44,17 @@ InfillReport prelim_infill(const Image<const T>& image, const Image<const std::u
         pr = std::max(pr, (wr[k] - 1) / 2);
         pc = std::max(pc, (wc[k] - 1) / 2);
     }
+    // Every round's padding is allocated up front: bound the padded copies (the windows of
+    // rounds never run count too). Limit: 4x the image or 2**22 pixels, whichever is larger.
+    const double padded = static_cast<double>(nr + 2 * pr) * static_cast<double>(nc + 2 * pc);
+    const double limit = std::max(4.0 * static_cast<double>(nr) * static_cast<double>(nc), 4194304.0);
+    if (padded > limit)
+        throw std::invalid_argument(
+            "widx/widy, widmult, max_rounds: the infill windows would grow to " +
+            std::to_string(2 * pr + 1) + " x " + std::to_string(2 * pc + 1) +
+            " pixels, needing a reflect-padded copy of " + std::to_string(nr + 2 * pr) + " x " +
+            std::to_string(nc + 2 * pc) +
+            " pixels (more than max(4 x image, 2**22)); lower widmult or max_rounds");
     InfillReport rep;
     idx remaining = 0;
     for (idx r = 0; r < nr; ++r)

@@ -14,11 +14,16 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
     const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
     const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
     // Check every stamp before starting threads.
+    // Overflow-safe: with R near INT64_MAX, R + h and r0 + Np used to wrap and pass.
     for (idx k = 0; k < b.n; ++k) {
         const idx R = b.rows[k], C = b.cols[k];
-        const idx r0 = R - h - b.tile_r0 - drow, c0 = C - h - b.tile_c0 - dcol;
-        if (R - h < 0 || C - h < 0 || R + h >= b.resid.rows || C + h >= b.resid.cols ||
-            r0 < 0 || c0 < 0 || r0 + Np > b.bimage.rows || c0 + Np > b.bimage.cols)
+        bool ok = R >= h && C >= h && span_inside(R - h, Np, b.resid.rows) &&
+                  span_inside(C - h, Np, b.resid.cols);
+        idx r0 = 0, c0 = 0;
+        ok = ok && checked_sub(R - h, b.tile_r0, r0) && checked_sub(r0, drow, r0) &&
+             checked_sub(C - h, b.tile_c0, c0) && checked_sub(c0, dcol, c0) &&
+             span_inside(r0, Np, b.bimage.rows) && span_inside(c0, Np, b.bimage.cols);
+        if (!ok)
             throw std::invalid_argument("star " + std::to_string(k) + " at padded (row, col) = (" +
                                         std::to_string(R) + ", " + std::to_string(C) +
                                         "): its stamp leaves the padded image or the tile");
@@ -70,7 +75,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
         sc.Np = Np;
         sc.r0 = R - h - b.tile_r0 - drow;
         sc.c0 = C - h - b.tile_c0 - dcol;
-        sc.N = static_cast<double>(b.wrow * b.wcol);
+        sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
         sc.julia_compat = b.julia_compat;
         sc.prepare();
         CondOptions opt = b.opt;

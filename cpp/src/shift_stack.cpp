@@ -117,7 +117,7 @@ const char* shift_stack_simd_level() {
 template <class T>
 void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Image<T>& bimage,
                  const Stack<T>& stack, int nthreads) {
-    require(Np >= 3 && Np % 2 == 1, "Np must be odd and >= 3");
+    require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
     require(wrow >= 1 && wcol >= 1, "boxcar widths must be >= 1");
     require(x.rows >= wrow && x.cols >= wcol, "boxcar window larger than the tile");
     const idx orow = x.rows - wrow + 1, ocol = x.cols - wcol + 1;

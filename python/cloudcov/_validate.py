@@ -7,6 +7,33 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: Largest stamp size (cpp kMaxNp): keeps Np**2, Np**4 and the stack depth far from overflow.
+MAX_NP = 1023
+#: Largest value of parameters passed to C ``int`` arguments (threads, min_good, widths).
+INT32_MAX = 2**31 - 1
+
+
+def as_numeric_array(name: str, a) -> np.ndarray:
+    """``np.asarray(a)`` that must give a real numeric (or bool) array; errors name ``name``."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{name}: cannot be converted to a numeric array ({exc})") from exc
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def to_float(name: str, a: np.ndarray, dtype) -> np.ndarray:
+    """C-contiguous copy of a real numeric array in ``dtype``; out-of-range values raise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        if np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: values overflow {np.dtype(dtype)}")
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return out
+
 
 def as_dtype(name: str, dtype) -> np.dtype:
     """Return ``dtype`` as float32/float64 numpy dtype, or raise ValueError naming ``name``."""
@@ -28,7 +55,10 @@ def as_image(name: str, a, *, dtype=None, ndim: int = 2, allow_nonfinite: bool =
     """
     if not isinstance(a, np.ndarray):
         if copy_ok or dtype is not None:
-            a = np.asarray(a)
+            try:
+                a = np.asarray(a)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise TypeError(f"{name}: cannot be converted to an array ({exc})") from exc
         else:
             raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     if a.ndim != ndim:
@@ -37,7 +67,8 @@ def as_image(name: str, a, *, dtype=None, ndim: int = 2, allow_nonfinite: bool =
         dt = as_dtype("dtype", dtype)
         if a.dtype.kind not in "fiub":
             raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-        a = np.ascontiguousarray(a, dtype=dt)
+        with np.errstate(over="ignore"):  # overflow gives inf, reported below
+            a = np.ascontiguousarray(a, dtype=dt)
     else:
         if a.dtype not in FLOAT_DTYPES:
             if copy_ok and a.dtype.kind in "fiub":
@@ -88,6 +119,8 @@ def as_Np(v) -> int:
         raise TypeError(f"Np: expected an integer, got {v!r}")
     if v < 3 or v % 2 != 1:
         raise ValueError(f"Np must be odd and >= 3, got {v}")
+    if v > MAX_NP:
+        raise ValueError(f"Np must be <= {MAX_NP}, got {v}")
     return int(v)
 
 
@@ -95,7 +128,10 @@ def as_float(name: str, v, *, positive: bool = False, finite: bool = True) -> fl
     """Check a real scalar."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {v!r}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # a Python int beyond the float range
+        raise ValueError(f"{name}: must be finite, got an integer of {int(v).bit_length()} bits") from None
     if finite and not np.isfinite(v):
         raise ValueError(f"{name}: must be finite, got {v}")
     if positive and not v > 0:
@@ -107,7 +143,15 @@ def as_threads(v) -> int:
     """Check a thread count (0 = all cores, None = 1)."""
     if v is None:
         return 1
-    return as_int("threads", v, minimum=0)
+    return as_int("threads", v, minimum=0, maximum=INT32_MAX)
+
+
+def as_rng(name: str, rng) -> np.random.Generator:
+    """``np.random.default_rng(rng)`` with errors naming the argument."""
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{name}: expected a numpy Generator, a seed or None ({exc})") from exc
 
 
 def same_shape(ref_name: str, ref: np.ndarray, **others) -> None:

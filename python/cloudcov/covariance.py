@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validate import as_image, as_int, as_Np, as_threads
+from ._validate import INT32_MAX, as_image, as_int, as_Np, as_threads
 
 __all__ = ["boxcar", "shifts", "shift_index", "shift_stack", "build_cov", "local_covariance"]
 
 
 def _widths(widx, widy, shape=None, name_x="widx", name_y="widy"):
-    widx = as_int(name_x, widx, minimum=1, odd=True)
-    widy = widx if widy is None else as_int(name_y, widy, minimum=1, odd=True)
+    widx = as_int(name_x, widx, minimum=1, odd=True, maximum=INT32_MAX)
+    widy = widx if widy is None else as_int(name_y, widy, minimum=1, odd=True, maximum=INT32_MAX)
     if shape is not None:
         if widx > shape[0]:
             raise ValueError(f"{name_x}: window {widx} larger than the image ({shape[0]} rows)")
@@ -78,7 +78,7 @@ def shifts(Np):
     Parameters
     ----------
     Np : int
-        Odd stamp size (>= 3).
+        Odd stamp size (3 <= Np <= 1023; the cap keeps stack and covariance sizes in range).
 
     Returns
     -------
@@ -89,7 +89,7 @@ def shifts(Np):
     Raises
     ------
     ValueError
-        If ``Np`` is even or < 3.
+        If ``Np`` is even, < 3 or > 1023.
 
     Notes
     -----
@@ -141,7 +141,7 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
     widx, widy : int, optional
         Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
     threads : int, optional
-        Threads for the loop over shifts (0 = all cores). The result is bitwise identical for
+        Threads for the loop over shifts (0 = all cores, at most 2**31 - 1). The result is bitwise identical for
         any thread count. The GIL is released.
     out : tuple (bimage, stack), optional
         Preallocated outputs of the shapes and dtype below (no silent copy: wrong arrays
@@ -178,6 +178,8 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
         bimage = np.empty(shape, dtype=image.dtype)
         stack = np.empty(shape + (nshift,), dtype=image.dtype)
     else:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError(f"out: expected a tuple (bimage, stack) of two arrays, got {type(out).__name__}")
         bimage, stack = out
         for name, a, shp in (("out[0]", bimage, shape), ("out[1]", stack, shape + (nshift,))):
             if not isinstance(a, np.ndarray) or a.shape != shp or a.dtype != image.dtype \
@@ -219,7 +221,7 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     Raises
     ------
     ValueError
-        Inconsistent shapes, or a stamp that leaves ``bimage``.
+        Inconsistent shapes, a stamp that leaves ``bimage``, or ``widx = widy = 1``.
 
     Notes
     -----
@@ -229,6 +231,9 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     stack = as_image("stack", stack, ndim=3, allow_nonfinite=True)
     Np = as_Np(Np)
     widx, widy = _widths(widx, widy)
+    if widx * widy < 2:
+        raise ValueError("widx, widy: the N/(N-1) normalisation needs N = widx * widy >= 2 "
+                         "boxcar samples, got widx = widy = 1")
     if stack.dtype != bimage.dtype:
         raise TypeError(f"stack: dtype {stack.dtype} != bimage dtype {bimage.dtype}")
     if stack.shape[:2] != bimage.shape or stack.shape[2] != _core.n_shifts(Np):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._validate import as_float, as_image, as_int, as_mask, same_shape
+from ._validate import INT32_MAX, as_float, as_image, as_int, as_mask, as_rng, same_shape
 
 __all__ = ["InfillResult", "prelim_infill", "add_sky_noise"]
 
@@ -69,7 +69,9 @@ def prelim_infill(image, mask, *, widx=19, widy=None, widmult=1.4, max_rounds=10
     Raises
     ------
     TypeError, ValueError
-        Bad arrays or parameters; ``mask`` masking every pixel.
+        Bad arrays or parameters; ``mask`` masking every pixel; ``max_rounds > 1000``; window
+        widths growing so large that the reflect-padded copy of the image (all rounds' padding
+        is allocated up front) would exceed ``max(4 * image.size, 2**22)`` pixels.
 
     Notes
     -----
@@ -82,11 +84,11 @@ def prelim_infill(image, mask, *, widx=19, widy=None, widmult=1.4, max_rounds=10
         raise ValueError("image: contains NaN or infinite values outside the mask")
     if not good.any():
         raise ValueError("mask: every pixel is masked; nothing to infill from")
-    widx = as_int("widx", widx, minimum=1, odd=True)
-    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    widx = as_int("widx", widx, minimum=1, odd=True, maximum=INT32_MAX)
+    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True, maximum=INT32_MAX)
     widmult = as_float("widmult", widmult, positive=True)
-    max_rounds = as_int("max_rounds", max_rounds, minimum=0)
-    min_good = as_int("min_good", min_good, minimum=0)
+    max_rounds = as_int("max_rounds", max_rounds, minimum=0, maximum=1000)
+    min_good = as_int("min_good", min_good, minimum=0, maximum=INT32_MAX)
     out, still, rounds, wr, wc, unfilled = _core.prelim_infill(image, mask, widx, widy, widmult,
                                                                max_rounds, min_good)
     if unfilled:
@@ -139,11 +141,26 @@ def add_sky_noise(image, mask, sky, gain, rng=None):
     sky = as_image("sky", sky, copy_ok=True)
     same_shape("image", image, sky=sky)
     gain = as_float("gain", gain, positive=True)
-    gen = np.random.default_rng(rng)
+    gen = as_rng("rng", rng)
     out = image.copy()
     idx = np.flatnonzero(mask)
     b = sky.reshape(-1)[idx].astype(np.float64)
     r = image.reshape(-1)[idx].astype(np.float64)
-    counts = gen.poisson(gain * np.abs(b - r))
-    out.reshape(-1)[idx] = b - counts / gain
+    with np.errstate(over="ignore"):
+        lam = gain * np.abs(b - r)
+    if lam.size and not lam.max() <= _POISSON_LAM_MAX:
+        raise ValueError(f"gain, sky, image: the Poisson mean gain * |sky - image| reaches "
+                         f"{lam.max():.3g} e- on masked pixels (numpy's limit is "
+                         f"{_POISSON_LAM_MAX:.3g})")
+    counts = gen.poisson(lam)
+    with np.errstate(over="ignore"):
+        new = (b - counts / gain).astype(out.dtype)
+    if not np.all(np.isfinite(new)):
+        raise ValueError(f"sky, gain: the noisy values overflow the {out.dtype} image")
+    out.reshape(-1)[idx] = new
     return out
+
+
+#: Largest Poisson mean numpy's Generator.poisson accepts (it raises ValueError beyond).
+_POISSON_LAM_MAX = float(np.iinfo(np.int64).max) - np.sqrt(np.iinfo(np.int64).max) * 10
+

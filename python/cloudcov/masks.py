@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float, as_image
+from ._validate import as_float, as_image, as_int, as_numeric_array, to_float
 
 __all__ = ["findmaxpsf", "gen_mask_static_psf", "outest_bounds"]
 
@@ -87,29 +87,29 @@ def gen_mask_static_psf(mask, psf_big, psf_small, rows, cols, flux, thr=20):
     """
     if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.ndim != 2:
         raise TypeError("mask: expected a 2-D numpy bool array (modified in place)")
+    if not mask.flags.writeable:
+        raise ValueError("mask: array is read-only (it is modified in place)")
     psf_big = as_image("psf_big", psf_big, copy_ok=True)
     psf_small = as_image("psf_small", psf_small, copy_ok=True)
     for name, p in (("psf_big", psf_big), ("psf_small", psf_small)):
         if p.shape[0] % 2 != 1 or p.shape[1] % 2 != 1:
             raise ValueError(f"{name}: stamp sides must be odd, got shape {p.shape}")
     thr = as_float("thr", thr, positive=True)
-    rows = np.asarray(rows, dtype=np.float64).reshape(-1)
-    cols = np.asarray(cols, dtype=np.float64).reshape(-1)
-    flux = np.asarray(flux, dtype=np.float64).reshape(-1)
+    rows, cols, flux = (to_float(name, as_numeric_array(name, a).reshape(-1), np.float64)
+                        for name, a in (("rows", rows), ("cols", cols), ("flux", flux)))
     if not (rows.size == cols.size == flux.size):
         raise ValueError(f"rows, cols, flux: lengths differ ({rows.size}, {cols.size}, {flux.size})")
-    for name, a in (("rows", rows), ("cols", cols), ("flux", flux)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}: contains NaN or infinite values")
     flim = findmaxpsf(psf_small, thr)
-    ri = np.rint(rows).astype(np.int64)
-    ci = np.rint(cols).astype(np.int64)
+    # Positions beyond +-2**62 are far off any image: clip them so the int64 cast is exact.
+    ri = np.rint(np.clip(rows, -2.0**62, 2.0**62)).astype(np.int64)
+    ci = np.rint(np.clip(cols, -2.0**62, 2.0**62)).astype(np.int64)
     fa = np.abs(flux)
-    for r, c, f in zip(ri, ci, fa):
-        if f <= 0:
-            continue
-        psf = psf_big if f > flim else psf_small
-        _stamp_or(mask, psf > thr / f, int(r), int(c))
+    with np.errstate(over="ignore"):  # thr / f -> inf for denormal fluxes: nothing masked
+        for r, c, f in zip(ri, ci, fa):
+            if f <= 0:
+                continue
+            psf = psf_big if f > flim else psf_small
+            _stamp_or(mask, psf > thr / f, int(r), int(c))
     return mask
 
 
@@ -128,11 +128,20 @@ def outest_bounds(centres, size):
     pad : int
         The largest distance by which any centre falls outside ``[0, size - 1]`` (0 if none).
 
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric or non-integer centres, ``size`` not an integer >= 1.
+
     Notes
     -----
     Mirrors CloudCovErr.jl ``outest_bounds`` (src/cov.jl) in 0-based coordinates.
     """
-    c = np.asarray(centres, dtype=np.int64).reshape(-1)
+    size = as_int("size", size, minimum=1)
+    c = as_numeric_array("centres", centres).reshape(-1)
+    if c.dtype.kind == "f" and not (np.all(np.isfinite(c)) and np.all(c == np.round(c))):
+        raise ValueError("centres: expected integer values (finite, no fractional part)")
     if c.size == 0:
         return 0
-    return int(max(0, -c.min(), c.max() - (size - 1)))
+    lo, hi = int(c.min()), int(c.max())  # Python ints: no int64 overflow
+    return max(0, -lo, hi - (size - 1))

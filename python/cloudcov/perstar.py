@@ -7,7 +7,7 @@ import numpy as np
 import scipy.linalg
 
 from . import _core
-from ._validate import as_float, as_image, as_int, as_mask, as_Np
+from ._validate import as_float, as_image, as_int, as_mask, as_Np, as_numeric_array, as_rng, to_float
 
 __all__ = ["circle_mask", "PixelClasses", "pixel_classes", "ConditionedStar", "cond_cov_est",
            "DNT_BITS"]
@@ -42,7 +42,7 @@ def circle_mask(Np, rlim=256):
     Raises
     ------
     ValueError
-        If ``Np`` is even or < 3, or ``rlim`` is not finite.
+        If ``Np`` is even, < 3 or > 1023, or ``rlim`` is not finite.
 
     Notes
     -----
@@ -178,7 +178,7 @@ class ConditionedStar:
 
 
 def _stamp_vector(name, a, n):
-    a = np.asarray(a)
+    a = as_numeric_array(name, a)
     if a.size != n:
         raise ValueError(f"{name}: expected {n} pixels (an (Np, Np) stamp or flat), got shape {a.shape}")
     return a.reshape(n)
@@ -243,17 +243,12 @@ def cond_cov_est(cov, mu, not_good, hidden, data, stars, psf, *, diag_on=True, e
     Np = int(round(np.sqrt(n)))
     if Np * Np != n:
         raise ValueError(f"cov: size {n} is not Np**2")
-    mu = np.ascontiguousarray(_stamp_vector("mu", mu, n), dtype=cov.dtype)
-    if not np.all(np.isfinite(mu)):
-        raise ValueError("mu: contains NaN or infinite values")
+    mu = to_float("mu", _stamp_vector("mu", mu, n), cov.dtype)
     ng = as_mask("not_good", _stamp_vector("not_good", not_good, n))
     hd = as_mask("hidden", _stamp_vector("hidden", hidden, n))
     vecs = {}
     for name, a in (("data", data), ("stars", stars), ("psf", psf)):
-        v = np.ascontiguousarray(_stamp_vector(name, a, n), dtype=np.float64)
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}: contains NaN or infinite values")
-        vecs[name] = v
+        vecs[name] = to_float(name, _stamp_vector(name, a, n), np.float64)
     n_draw = as_int("n_draw", n_draw, minimum=0)
     keep = bool(export_mean or n_draw)
     r = _core.cond_cov_est(cov, mu, ng, hd, vecs["data"], vecs["stars"], vecs["psf"],
@@ -266,7 +261,7 @@ def cond_cov_est(cov, mu, not_good, hidden, data, stars, psf, *, diag_on=True, e
         m[hidx] = r["xbar"] if ok else np.nan
         mean = m.reshape(Np, Np)
     if n_draw:
-        gen = np.random.default_rng(rng)
+        gen = as_rng("rng", rng)
         d = np.repeat(vecs["data"][None, :], n_draw, axis=0)
         if ok and hidx.size:
             w, v = scipy.linalg.eigh(r["pcov"])

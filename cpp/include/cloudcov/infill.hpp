@@ -8,6 +8,10 @@
 
 namespace cloudcov {
 
+// Bounds on the infill schedule (checked by infill_widths / prelim_infill).
+constexpr int kMaxInfillRounds = 1000;
+constexpr idx kMaxInfillWidth = idx(1) << 31;
+
 // Window widths used by round 0, 1, ...: w -> 2 * round_half_even((w * widmult - 1) / 2) + 1.
 std::vector<idx> infill_widths(idx w0, double widmult, int rounds);
 

@@ -15,6 +15,10 @@
 
 namespace cloudcov {
 
+// Largest stamp size accepted anywhere (keeps n_shifts, Np**2 and Np**4 far from overflow;
+// the Np**2 x Np**2 covariance of Np = 1023 would already take 8.8 TB).
+constexpr idx kMaxNp = 1023;
+
 inline idx n_shifts(idx Np) { return Np * (2 * Np - 1) - (Np - 1); }
 
 // Index of a canonical shift (drow >= 0, and dcol >= 0 when drow == 0).

@@ -1,10 +1,24 @@
 // Non-owning views of caller-owned arrays. No Python here.
 #pragma once
 #include <cstdint>
+#include <limits>
 
 namespace cloudcov {
 
 using idx = std::int64_t;
+
+// a - b without signed overflow: false (out untouched) when the result does not fit.
+inline bool checked_sub(idx a, idx b, idx& out) {
+    constexpr idx lo = std::numeric_limits<idx>::min(), hi = std::numeric_limits<idx>::max();
+    if ((b > 0 && a < lo + b) || (b < 0 && a > hi + b)) return false;
+    out = a - b;
+    return true;
+}
+
+// [start, start + len) lies inside [0, size), without overflow for any start.
+inline bool span_inside(idx start, idx len, idx size) {
+    return start >= 0 && len >= 0 && len <= size && start <= size - len;
+}
 
 // A 2-D row-major array: element (r, c) at data[r * stride + c].
 template <class T>
