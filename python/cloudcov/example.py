@@ -29,7 +29,10 @@ def load_example():
         ``image``, ``model``, ``sky`` (float32 (400, 400), DSS density units used as ADU),
         ``dq`` (int16, 0 = good, 3 = saturated), ``psf`` (float32 (63, 63), unit sum),
         ``catalog`` (astropy Table, crowdsource columns, ``x`` = row), ``gain`` (e-/ADU
-        equivalent, float) and ``header`` (primary header with the provenance).
+        equivalent, float), ``header`` (primary header with the provenance) and
+        ``psf_rec`` (numpy structured scalar: crowdsource's ``psf.serialize()`` record of
+        the fit, fields ``offset`` (2,), ``stamp`` (2, 2, 63, 63), ``convparam`` (13,),
+        ``resparam`` (3, 9, 9); decode it with :class:`cloudcov.psf.CrowdsourcePSF`).
 
     Notes
     -----
@@ -39,6 +42,7 @@ def load_example():
     with fits.open(example_path()) as hdul:
         out = {name.lower(): np.asarray(hdul[name].data) for name in ("IMAGE", "MODEL", "SKY", "DQ", "PSF")}
         out["catalog"] = Table(hdul["CAT"].data)
+        out["psf_rec"] = np.array(hdul["PSF_REC"].data)[0].copy()
         out["header"] = hdul[0].header.copy()
         out["gain"] = float(hdul[0].header["GAIN"])
     return out

@@ -280,8 +280,11 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     catalog : astropy Table, structured array, dict of arrays or DataFrame
         Detections with columns ``x``, ``y`` (0-based pixel coordinates, centres at
         integers) and ``flux`` (ADU). See ``convention``. Stars off the image are allowed.
-    psf : ndarray, callable or crowdsource PSF
-        PSF stamp (odd, square, centred), or ``psf(row, col, size) -> (size, size)``.
+    psf : ndarray, callable, crowdsource PSF or crowdsource PSF record
+        PSF stamp (odd, square, centred), ``psf(row, col, size) -> (size, size)``, a
+        crowdsource PSF object, or a crowdsource ``serialize()`` record (DECaPS ``<CCD>_PSF``
+        row; decoded from its stored stamp, see :class:`cloudcov.psf.CrowdsourcePSF`, which
+        needs the optional ``crowdsourcephoto``). See :func:`cloudcov.as_psf_model`.
         It is evaluated at each star for its Np x Np stamp, and at the CCD centre
         (``nrow // 2, ncol // 2``) at 511 and Np pixels for the static core mask.
     gain : float
