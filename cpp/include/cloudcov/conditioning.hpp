@@ -106,12 +106,9 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         W* col = A + static_cast<size_t>(a) * n;
         col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
-        for (int b = a + 1; b < kc; ++b) col[b] = static_cast<W>(src.value(i, st.good[b]));
+        if (a + 1 < kc) src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1);
         const int h0 = a < kc ? 0 : a - kc + 1;
-        for (int h = h0; h < kp; ++h) {
-            const int j = st.hidden[h];
-            col[kc + h] = static_cast<W>(src.value(i, j));
-        }
+        if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0);
     }
     W anorm = 0, rcond = 0;
     if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kc, A, &n, s.work.data());
@@ -239,6 +236,10 @@ struct MatrixCov {
     const T* mu;
     idx n;
     double value(idx i, idx j) const { return static_cast<double>(cov[i * n + j]); }
+    template <class W>
+    void fill(int i, const int* js, int m, W* out) const {
+        for (int b = 0; b < m; ++b) out[b] = static_cast<W>(cov[static_cast<idx>(i) * n + js[b]]);
+    }
     double mean(idx i) const { return static_cast<double>(mu[i]); }
 };
 

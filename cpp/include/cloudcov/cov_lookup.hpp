@@ -22,31 +22,55 @@ struct StackCov {
     bool julia_compat = false;
 
     // Per-stamp lookup tables (call prepare() after setting the fields above).
-    std::vector<const T*> blk;  // stack entries of each stamp pixel
-    std::vector<T> bval;        // boxcar sum at each stamp pixel
-    std::vector<int> prow, pcol;
+    // For i <= j (flat order) the shift j - i is canonical and its slot is
+    // drow * (2 Np - 1) + dcol = key[j] - key[i], so C(i, j) uses base[i][key[j]].
+    std::vector<const T*> base;  // stack entries of pixel i, offset by -key[i]
+    std::vector<int> key;        // prow * (2 Np - 1) + pcol
+    std::vector<T> bval;         // boxcar sum at each stamp pixel
+    std::vector<double> bd;      // the same in double
+    double a_ = 0, c_ = 0;       // N/(N-1) / N and N/(N-1) / N^2
 
     void prepare() {
         const idx n = Np * Np;
-        blk.resize(n);
+        base.resize(n);
+        key.resize(n);
         bval.resize(n);
-        prow.resize(n);
-        pcol.resize(n);
+        bd.resize(n);
         for (idx r = 0; r < Np; ++r)
             for (idx c = 0; c < Np; ++c) {
                 const idx i = r * Np + c;
-                blk[i] = stack.at(r0 + r, c0 + c);
+                key[i] = static_cast<int>(r * (2 * Np - 1) + c);
+                base[i] = stack.at(r0 + r, c0 + c) - key[i];
                 bval[i] = bimage(r0 + r, c0 + c);
-                prow[i] = static_cast<int>(r);
-                pcol[i] = static_cast<int>(c);
+                bd[i] = static_cast<double>(bval[i]);
             }
+        const double fac = N / (N - 1.0);
+        a_ = fac / N;
+        c_ = fac / (N * N);
     }
 
     // Covariance between flat stamp pixels i and j (symmetric).
     double value(idx i, idx j) const {
         if (j < i) std::swap(i, j);
-        const idx s = shift_index(Np, prow[j] - prow[i], pcol[j] - pcol[i]);
-        return combine(blk[i][s], bval[i], bval[j]);
+        if (julia_compat) return combine(base[i][key[j]], bval[i], bval[j]);
+        return a_ * static_cast<double>(base[i][key[j]]) - c_ * bd[i] * bd[j];
+    }
+
+    // out[b] = C(i, js[b]) for b < n, converted to W (the per-star gather).
+    template <class W>
+    void fill(int i, const int* js, int n, W* out) const {
+        if (julia_compat) {
+            for (int b = 0; b < n; ++b) out[b] = static_cast<W>(value(i, js[b]));
+            return;
+        }
+        const T* bi = base[i];
+        const int ki = key[i];
+        const double ci = c_ * bd[i];
+        for (int b = 0; b < n; ++b) {
+            const int j = js[b];
+            const T S = j >= i ? bi[key[j]] : base[j][ki];
+            out[b] = static_cast<W>(a_ * static_cast<double>(S) - ci * bd[j]);
+        }
     }
 
     // CloudCovErr.jl computes mean products and the difference in the working precision
