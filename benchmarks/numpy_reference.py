@@ -41,13 +41,13 @@ class StarGather:
         r, c = np.divmod(idx, Np)
         i, j = np.meshgrid(idx, idx, indexing="ij")
         lo, hi = np.minimum(i, j), np.maximum(i, j)
-        dr, dc = r[hi] - r[lo], c[hi] - c[lo]
-        slot = np.where(dr == 0, dc, Np + (dr - 1) * (2 * Np - 1) + (dc + Np - 1))
-        self.Np, self.r, self.c, self.lo, self.hi, self.slot = Np, r, c, lo, hi, slot
+        self.dr, self.dk = r[hi] - r[lo], c[hi] - c[lo] + Np - 1
+        self.Np, self.r, self.c, self.lo, self.hi = Np, r, c, lo, hi
 
     def cov(self, bimage, stack, r0, c0, N):
+        """stack: cloudcov layout (Np, rows, cols, 2 Np - 1)."""
         rr, cc = self.r + r0, self.c + c0
-        S = stack[rr[self.lo], cc[self.lo], self.slot].astype(np.float64)
+        S = stack[self.dr, rr[self.lo], cc[self.lo], self.dk].astype(np.float64)
         b = bimage[rr, cc].astype(np.float64)
         cov = (S / N - np.outer(b, b) / N ** 2) * (N / (N - 1))
         return cov, b / N

@@ -102,7 +102,7 @@ def test_boxcar_bad_widths(widx, widy, exc, msg):
         cc.boxcar(IMG, widx, widy)
 
 
-# ---- shifts / shift_index / circle_mask: Np ------------------------------------------------
+# ---- stack_value / circle_mask: Np ------------------------------------------------
 BAD_NP = [
     (4, ValueError, r"Np must be odd and >= 3, got 4"),
     (1, ValueError, r"Np must be odd and >= 3, got 1"),
@@ -113,12 +113,6 @@ BAD_NP = [
     (None, TypeError, r"Np: expected an integer, got None"),
     (True, TypeError, r"Np: expected an integer, got True"),
 ]
-
-
-@pytest.mark.parametrize("Np, exc, msg", BAD_NP)
-def test_shifts_bad_Np(Np, exc, msg):
-    with pytest.raises(exc, match=msg):
-        cc.shifts(Np)
 
 
 @pytest.mark.parametrize("Np, exc, msg", BAD_NP)
@@ -133,12 +127,6 @@ def test_shift_stack_bad_Np(Np, exc, msg):
         cc.shift_stack(IMG, Np, W)
 
 
-@pytest.mark.parametrize("Np, exc, msg", BAD_NP)
-def test_shift_index_bad_Np(Np, exc, msg):
-    with pytest.raises(exc, match=msg):
-        cc.shift_index(Np, 0, 0)
-
-
 @pytest.mark.parametrize("rlim, exc, msg", [
     (np.nan, ValueError, r"rlim: must be finite, got nan"),
     (np.inf, ValueError, r"rlim: must be finite, got inf"),
@@ -151,22 +139,31 @@ def test_circle_mask_bad_rlim(rlim, exc, msg):
         cc.circle_mask(5, rlim)
 
 
+STACK3 = np.zeros((3, 4, 4, 5))
+
+
 @pytest.mark.parametrize("drow, dcol, msg", [
     (3, 0, r"drow: must be <= 2, got 3"),
     (-3, 0, r"drow: must be >= -2, got -3"),
     (0, 3, r"dcol: must be <= 2, got 3"),
     (0, -2**70, r"dcol: must be >= -2"),
 ])
-def test_shift_index_out_of_range(drow, dcol, msg):
+def test_stack_value_out_of_range(drow, dcol, msg):
     with pytest.raises(ValueError, match=msg):
-        cc.shift_index(3, drow, dcol)
+        cc.stack_value(STACK3, 1, 1, drow, dcol)
 
 
-def test_shift_index_bad_types():
+def test_stack_value_bad_types_and_positions():
     with pytest.raises(TypeError, match=r"drow: expected an integer, got 1.0"):
-        cc.shift_index(3, 1.0, 0)
+        cc.stack_value(STACK3, 1, 1, 1.0, 0)
     with pytest.raises(TypeError, match=r"dcol: expected an integer, got None"):
-        cc.shift_index(3, 0, None)
+        cc.stack_value(STACK3, 1, 1, 0, None)
+    with pytest.raises(ValueError, match=r"position outside"):
+        cc.stack_value(STACK3, 0, 0, -1, 0)
+    with pytest.raises(ValueError, match=r"stack: expected shape"):
+        cc.stack_value(np.zeros((3, 4, 4, 4)), 1, 1, 0, 0)
+    with pytest.raises(ValueError, match=r"stack: expected a 4-D array"):
+        cc.stack_value(np.zeros((4, 4, 5)), 1, 1, 0, 0)
 
 
 # ---- shift_stack: threads and out= ---------------------------------------------------------
@@ -182,7 +179,7 @@ def test_shift_stack_bad_threads(threads, exc, msg):
 
 def _good_out(dtype=np.float64):
     shp = (24 - W + 1, 24 - W + 1)
-    return np.zeros(shp, dtype), np.zeros(shp + (len(cc.shifts(NP)),), dtype)
+    return np.zeros(shp, dtype), np.zeros((NP,) + shp + (2 * NP - 1,), dtype)
 
 
 def test_shift_stack_out_ok():
@@ -201,7 +198,7 @@ def _ro(a):
 
 @pytest.mark.parametrize("make_out, exc, msg", [
     (lambda b, s: (b[:-1], s), ValueError, r"out\[0\]: expected a writeable C-contiguous float64 array of shape \(20, 20\)"),
-    (lambda b, s: (b, s[..., :-1]), ValueError, r"out\[1\]: expected a writeable C-contiguous float64 array of shape \(20, 20, 13\)"),
+    (lambda b, s: (b, s[..., :-1]), ValueError, r"out\[1\]: expected a writeable C-contiguous float64 array of shape \(3, 20, 20, 5\)"),
     (lambda b, s: (b.astype(np.float32), s), ValueError, r"out\[0\]: expected a writeable C-contiguous float64"),
     (lambda b, s: (b, s.astype(np.float32)), ValueError, r"out\[1\]: expected a writeable C-contiguous float64"),
     (lambda b, s: (np.asfortranarray(b), s), ValueError, r"out\[0\]: expected a writeable C-contiguous"),
@@ -218,19 +215,19 @@ def test_shift_stack_bad_out(make_out, exc, msg):
 
 
 # ---- build_cov -------------------------------------------------------------------------------
-BIM, STK = cc.shift_stack(IMG, NP, W)  # (20, 20) and (20, 20, 13)
+BIM, STK = cc.shift_stack(IMG, NP, W)  # (20, 20) and (3, 20, 20, 5)
 
 
 @pytest.mark.parametrize("args, exc, msg", [
     ((BIM[0], STK), ValueError, r"bimage: expected a 2-D array"),
-    ((BIM, STK[0]), ValueError, r"stack: expected a 3-D array"),
+    ((BIM, STK[0]), ValueError, r"stack: expected a 4-D array"),
     ((BIM.astype(np.int16), STK), TypeError, r"bimage: expected float32 or float64, got dtype int16"),
     ((BIM, STK.astype(complex)), TypeError, r"stack: expected float32 or float64, got dtype complex128"),
     ((BIM, STK.astype(np.float32)), TypeError, r"stack: dtype float32 != bimage dtype float64"),
     ((noncontig(BIM), STK), ValueError, r"bimage: expected a C-contiguous array"),
     ((BIM, np.ascontiguousarray(STK[:, :, ::-1])[:, ::2]), ValueError, r"stack: expected a C-contiguous array"),
-    ((BIM, STK[:, :19].copy()), ValueError, r"stack: shape \(20, 19, 13\) does not match bimage \(20, 20\) and Np=3"),
-    ((BIM, STK[..., :12].copy()), ValueError, r"stack: shape \(20, 20, 12\) does not match"),
+    ((BIM, STK[:, :, :19].copy()), ValueError, r"stack: shape \(3, 20, 19, 5\) does not match bimage \(20, 20\) and Np=3"),
+    ((BIM, STK[..., :4].copy()), ValueError, r"stack: shape \(3, 20, 20, 4\) does not match"),
 ])
 def test_build_cov_bad_arrays(args, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -587,10 +584,11 @@ def _ss_args(**kw):
     (dict(bimage=_good_out()[0].astype(np.float32)), r"bimage: wrong dtype float32"),
     (dict(stack=_good_out()[1].astype(np.float32)), r"stack: wrong dtype float32"),
     (dict(stack=_good_out()[1][..., ::2]), r"stack: expected a C-contiguous array"),
-    (dict(stack=_good_out()[1][0]), r"stack: expected 3-D array, got 2-D"),
+    (dict(stack=_good_out()[1][0]), r"stack: expected 4-D array, got 3-D"),
     (dict(bimage=_ro(_good_out()[0])), r"bimage: array is read-only"),
     (dict(bimage=_good_out()[0][:-1]), r"bimage must be the boxcar valid region"),
-    (dict(stack=_good_out()[1][..., :-1].copy()), r"stack has the wrong shape"),
+    (dict(stack=_good_out()[1][..., :-1].copy()), r"stack: expected shape \(Np, rows, cols, 2 Np - 1\)"),
+    (dict(stack=_good_out()[1][:, :-1].copy()), r"stack has the wrong shape"),
     (dict(Np=4), r"Np must be odd and in \[3, 1023\]"),
     (dict(Np=2**62 + 1), r"Np must be odd and in \[3, 1023\]"),
     (dict(wrow=0), r"boxcar widths must be >= 1"),
@@ -611,9 +609,9 @@ def test_core_shift_stack_noconvert_outputs():
     (dict(bimage=BIM.astype(np.int16)), r"bimage: expected float32 or float64"),
     (dict(bimage=noncontig(BIM)), r"bimage: expected a C-contiguous array"),
     (dict(stack=STK.astype(np.float32)), r"stack: wrong dtype float32"),
-    (dict(stack=STK[0]), r"stack: expected 3-D array"),
+    (dict(stack=STK[0]), r"stack: expected 4-D array"),
     (dict(stack=STK[:, :-1].copy()), r"stack and bimage shapes differ"),
-    (dict(Np=5), r"stack: wrong number of shifts for Np"),
+    (dict(Np=5), r"stack: expected shape \(Np, rows, cols, 2 Np - 1\) for Np = 5"),
     (dict(Np=-1), r"Np must be odd"),
     (dict(Np=2**62 + 1), r"Np must be odd and in \[3, 1023\]"),
     (dict(r0=-1), r"stamp leaves the boxcar image"),
@@ -710,7 +708,7 @@ def test_core_lpi_stars_stamp_leaves_tile(R, C, tr, tc):
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(stack=np.zeros((10, 10, 13), np.int16)), r"stack: expected float32 or float64"),
-    (dict(Np=5), r"stack: wrong number of shifts for Np"),
+    (dict(Np=5), r"stack: expected shape \(Np, rows, cols, 2 Np - 1\) for Np = 5"),
     (dict(Np=2**62 + 1), r"Np must be odd and in \[3, 1023\]"),
     (dict(wrow=0), r"boxcar widths wrow, wcol must be >= 1"),
     (dict(rows=np.array([5], np.int32)), r"rows: wrong dtype int32"),

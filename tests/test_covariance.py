@@ -26,15 +26,15 @@ def test_boxcar_bruteforce(rng, dtype, shape, wr, wc):
 
 
 def brute_stack(x, Np, wr, wc):
-    """Boxcar sums of x * shift(x, d) with zero padding, for every stored shift."""
+    """Boxcar sums of x * shift(x, d) with zero padding, for every drow >= 0, |dcol| < Np."""
     nr, nc = x.shape
     pad = np.zeros((nr + Np, nc + 2 * Np))
     pad[:nr, Np:Np + nc] = x
-    d = cc.shifts(Np)
-    out = np.empty((nr - wr + 1, nc - wc + 1, len(d)))
-    for s, (dr, dc) in enumerate(d):
-        prod = x * pad[dr:dr + nr, Np + dc:Np + dc + nc]
-        out[:, :, s] = brute_boxcar(prod, wr, wc)
+    out = np.empty((Np, nr - wr + 1, nc - wc + 1, 2 * Np - 1))
+    for dr in range(Np):
+        for dc in range(1 - Np, Np):
+            prod = x * pad[dr:dr + nr, Np + dc:Np + dc + nc]
+            out[dr, :, :, dc + Np - 1] = brute_boxcar(prod, wr, wc)
     return out
 
 
@@ -47,10 +47,14 @@ def test_shift_stack_bruteforce(rng, dtype, Np, wr, wc):
     tol = 1e-11 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(stack, ref, rtol=tol, atol=tol * np.abs(ref).max())
     np.testing.assert_allclose(bimage, brute_boxcar(x.astype(np.float64), wr, wc), rtol=tol, atol=tol)
-    # shift table and index agree
-    for s, (dr, dc) in enumerate(cc.shifts(Np)):
-        assert cc.shift_index(Np, dr, dc) == s
-        assert cc.shift_index(Np, -dr, -dc) == s
+    # stack_value reads any shift, mirroring negative drow
+    r, c = bimage.shape[0] // 2, bimage.shape[1] // 2
+    for dr in range(1 - Np, Np):
+        for dc in range(1 - Np, Np):
+            if dr < 0 and not (0 <= r + dr and 0 <= c + dc < bimage.shape[1]):
+                continue
+            expect = ref[dr, r, c, dc + Np - 1] if dr >= 0 else ref[-dr, r + dr, c + dc, -dc + Np - 1]
+            assert cc.stack_value(stack, r, c, dr, dc) == pytest.approx(expect, rel=tol, abs=tol * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -42,13 +42,15 @@ def test_cov_avg_reference(dtype, threads):
     # Julia: Np=5, widx=widy=3, tile 19x19 holding 1:361 column-major.
     x = np.arange(1, 362, dtype=dtype).reshape(19, 19)
     bimage, stack = cc.shift_stack(x, 5, 3, 3, threads=threads)
-    assert bimage.shape == (17, 17) and stack.shape == (17, 17, 41)
+    assert bimage.shape == (17, 17) and stack.shape == (5, 17, 17, 9)
     assert bimage[-1, -1] == 3069
     # Julia bism[end,1,1,2]: shift (drow=+1, dcol=-4) at boxcar-output (row 0, col 16)
-    assert stack[0, 16, cc.shift_index(5, 1, -4)] == 19488
-    # The redundant half (drow == 0, dcol < 0) is not stored: it mirrors (0, +dcol).
-    assert cc.shift_index(5, 0, -3) == cc.shift_index(5, 0, 3)
-    assert len(cc.shifts(5)) == 5 * 9 - 4
+    assert stack[1, 0, 16, -4 + 4] == 19488
+    assert cc.stack_value(stack, 0, 16, 1, -4) == 19488
+    # The half Julia never writes (drow == 0, dcol < 0) mirrors (0, +dcol) one pixel over:
+    # the same products, so the same exact integers.
+    for d in range(1, 5):
+        np.testing.assert_array_equal(stack[0, :, d:, 4 - d], stack[0, :, :17 - d, 4 + d])
 
 
 def test_build_cov_reference_julia_compat():

@@ -68,6 +68,18 @@ cloudcov::Image<T> mimage(py::array& a, const char* name) {
     return {p, static_cast<idx>(a.shape(0)), static_cast<idx>(a.shape(1))};
 }
 
+
+// A 4-D stack array (Np, rows, cols, 2 Np - 1) as a Stack view, checked against Np.
+template <class T>
+cloudcov::Stack<T> stack_view(const py::array& a, const char* name, idx Np) {
+    const T* p = cptr<T>(a, name, 4);
+    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
+    cloudcov::require(a.shape(0) == Np && a.shape(3) == 2 * Np - 1,
+                      std::string(name) + ": expected shape (Np, rows, cols, 2 Np - 1) for Np = " +
+                          std::to_string(Np));
+    return {const_cast<T*>(p), Np, static_cast<idx>(a.shape(1)), static_cast<idx>(a.shape(2))};
+}
+
 // ---- boxcar -------------------------------------------------------------------------------
 template <class T>
 py::array boxcar_t(const py::array& image, idx wrow, idx wcol) {
@@ -95,9 +107,8 @@ void shift_stack_t(const py::array& image, idx Np, idx wrow, idx wcol, py::array
                    py::array& stack, int nthreads) {
     auto x = cimage<T>(image, "image");
     auto b = mimage<T>(bimage, "bimage");
-    T* s = mptr<T>(stack, "stack", 3);
-    cloudcov::Stack<T> st{s, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
-                          static_cast<idx>(stack.shape(2))};
+    mptr<T>(stack, "stack", 4);
+    cloudcov::Stack<T> st = stack_view<T>(stack, "stack", Np);
     py::gil_scoped_release nogil;  // buffers are owned by the caller and kept alive by it
     cloudcov::shift_stack<T>(x, Np, wrow, wcol, b, st, nthreads);
 }
@@ -115,11 +126,8 @@ cloudcov::StackCov<T> stack_cov(const py::array& bimage, const py::array& stack,
                                 idx wcol, idx r0, idx c0, bool julia_compat) {
     cloudcov::StackCov<T> sc;
     sc.bimage = cimage<T>(bimage, "bimage");
-    const T* s = cptr<T>(stack, "stack", 3);
-    sc.stack = {s, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
-                static_cast<idx>(stack.shape(2))};
-    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
-    cloudcov::require(sc.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
+    auto sv = stack_view<T>(stack, "stack", Np);
+    sc.stack = {sv.data, sv.Np, sv.rows, sv.cols};
     cloudcov::require(sc.stack.rows == sc.bimage.rows && sc.stack.cols == sc.bimage.cols,
                       "stack and bimage shapes differ");
     // span_inside: r0 + Np would overflow for r0 near INT64_MAX (out-of-bounds read).
@@ -243,12 +251,9 @@ py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, id
                      const py::array& psf, const py::array& flux, const py::array& circmask,
                      double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
     cloudcov::StarBatch<T> b;
-    const T* sp = cptr<T>(stack, "stack", 3);
-    b.stack = {sp, static_cast<idx>(stack.shape(0)), static_cast<idx>(stack.shape(1)),
-               static_cast<idx>(stack.shape(2))};
+    auto sv = stack_view<T>(stack, "stack", Np);
+    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
     b.bimage = cimage<T>(bimage, "bimage");
-    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
-    cloudcov::require(b.stack.nshift == cloudcov::n_shifts(Np), "stack: wrong number of shifts for Np");
     cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
                       "stack and bimage shapes differ");
     cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
@@ -383,9 +388,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     });
 
     m.def("boxcar", &boxcar, "Valid-region boxcar sums.", "image"_a, "wrow"_a, "wcol"_a);
-    m.def("n_shifts", &cloudcov::n_shifts, "Number of stored shifts for Np.", "Np"_a);
-    m.def("shift_index", &cloudcov::shift_index, "Stack index of a canonical shift.", "Np"_a,
-          "drow"_a, "dcol"_a);
+    m.def("n_slots", &cloudcov::n_slots, "Stack values per boxcar-output pixel: Np (2 Np - 1).", "Np"_a);
     m.def("shift_stack", &shift_stack, "Fill bimage and the shifted-product stack in place.",
           "image"_a, "Np"_a, "wrow"_a, "wcol"_a, py::arg("bimage").noconvert(),
           py::arg("stack").noconvert(), "nthreads"_a = 1);

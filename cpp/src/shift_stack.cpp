@@ -1,8 +1,6 @@
 #include "cloudcov/shift_stack.hpp"
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <vector>
 
 #include "cloudcov/boxcar.hpp"
@@ -11,14 +9,10 @@
 
 namespace cloudcov {
 
-#define CLOUDCOV_DECLARE_LEVEL(ns)                                       \
-    namespace ns {                                                       \
-    template <class T>                                                   \
-    void group_init(const detail::GroupArgs& g, T* stage);               \
-    template <class T>                                                   \
-    void group_step(const detail::GroupArgs& g, idx r0, T* stage);       \
-    template <class T>                                                   \
-    void copy_stream(const T* src, T* dst, idx n);                       \
+#define CLOUDCOV_DECLARE_LEVEL(ns)                              \
+    namespace ns {                                              \
+    template <class T>                                          \
+    void stack_group(const detail::GroupArgs& g, T* out);       \
     }
 CLOUDCOV_DECLARE_LEVEL(baseline)
 #ifdef CLOUDCOV_HAVE_AVX2
@@ -49,57 +43,23 @@ Level detect_level() {
 
 const Level kLevel = detect_level();
 
-#define CLOUDCOV_DISPATCH(FN, ...)                 \
-    switch (kLevel) {                              \
-        CLOUDCOV_CASE_AVX512(FN, __VA_ARGS__)      \
-        CLOUDCOV_CASE_AVX2(FN, __VA_ARGS__)        \
-        default:                                   \
-            return baseline::FN<T>(__VA_ARGS__);   \
-    }
+template <class T>
+void run_group(const detail::GroupArgs& g, T* out) {
+    switch (kLevel) {
 #ifdef CLOUDCOV_HAVE_AVX512
-#define CLOUDCOV_CASE_AVX512(FN, ...) \
-    case Level::avx512:               \
-        return avx512::FN<T>(__VA_ARGS__);
-#else
-#define CLOUDCOV_CASE_AVX512(FN, ...)
+        case Level::avx512:
+            avx512::stack_group<T>(g, out);
+            return;
 #endif
 #ifdef CLOUDCOV_HAVE_AVX2
-#define CLOUDCOV_CASE_AVX2(FN, ...) \
-    case Level::avx2:               \
-        return avx2::FN<T>(__VA_ARGS__);
-#else
-#define CLOUDCOV_CASE_AVX2(FN, ...)
+        case Level::avx2:
+            avx2::stack_group<T>(g, out);
+            return;
 #endif
-
-template <class T>
-void run_init(const detail::GroupArgs& g, T* stage) { CLOUDCOV_DISPATCH(group_init, g, stage) }
-template <class T>
-void run_step(const detail::GroupArgs& g, idx r0, T* stage) { CLOUDCOV_DISPATCH(group_step, g, r0, stage) }
-template <class T>
-void run_copy(const T* src, T* dst, idx n) { CLOUDCOV_DISPATCH(copy_stream, src, dst, n) }
-
-// A reusable barrier for a fixed number of threads.
-class Barrier {
-  public:
-    explicit Barrier(int n) : n_(n) {}
-    void wait() {
-        std::unique_lock<std::mutex> lock(m_);
-        const long gen = gen_;
-        if (++count_ == n_) {
-            count_ = 0;
-            ++gen_;
-            cv_.notify_all();
-        } else {
-            cv_.wait(lock, [&] { return gen_ != gen; });
-        }
+        default:
+            baseline::stack_group<T>(g, out);
     }
-
-  private:
-    std::mutex m_;
-    std::condition_variable cv_;
-    int n_, count_ = 0;
-    long gen_ = 0;
-};
+}
 
 }  // namespace
 
@@ -122,8 +82,7 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
     require(x.rows >= wrow && x.cols >= wcol, "boxcar window larger than the tile");
     const idx orow = x.rows - wrow + 1, ocol = x.cols - wcol + 1;
     require(bimage.rows == orow && bimage.cols == ocol, "bimage must be the boxcar valid region");
-    require(stack.rows == orow && stack.cols == ocol && stack.nshift == n_shifts(Np),
-            "stack has the wrong shape");
+    require(stack.Np == Np && stack.rows == orow && stack.cols == ocol, "stack has the wrong shape");
 
     boxcar_sum<T, T>(x, wrow, wcol, bimage);
 
@@ -139,22 +98,21 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
         for (idx c = 0; c < x.cols; ++c) dst[c] = static_cast<double>(src[c]);
     }
 
-    // One group per drow. Groups are assigned to threads once (largest first, to the least
-    // loaded thread), so each group is always computed the same way: the result does not
-    // depend on the thread count. Rows are produced in order: every thread advances its groups
-    // to output row r0, writing into a staging row; after a barrier the row is streamed to the
-    // stack by all threads (each a slice) while the next row is computed into the other
-    // staging buffer.
-    const idx ngroup = Np;
-    const int nt = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(ngroup)));
-    std::vector<detail::GroupArgs> groups(static_cast<size_t>(ngroup));
-    std::vector<std::vector<double>> acc(static_cast<size_t>(ngroup));
-    std::vector<std::vector<double>> delta(static_cast<size_t>(ngroup));
-    std::vector<std::vector<int>> owned(static_cast<size_t>(nt));
-    std::vector<idx> load(static_cast<size_t>(nt), 0);
-    for (idx gi = 0; gi < ngroup; ++gi) {
-        const idx drow = (gi + 1) % Np;  // 1, 2, ..., Np - 1, then 0 (the smallest group)
-        detail::GroupArgs& g = groups[static_cast<size_t>(gi)];
+    // One work item per shift row (drow), each writing its own contiguous block of the
+    // stack; an item is computed the same way whatever thread runs it, so the result does not
+    // depend on the thread count. Per-thread scratch: running sums (L2-sized) and a staging row.
+    const idx nd = stack.nslot();
+    const idx ndp = (nd + 7) / 8 * 8;
+    const int nt = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(Np)));
+    std::vector<std::vector<double>> acc(nt), delta(nt);
+    std::vector<std::vector<T>> stage(nt);
+    for (int t = 0; t < nt; ++t) {
+        acc[t].assign(static_cast<size_t>(ocol * ndp), 0.0);
+        delta[t].assign(static_cast<size_t>(ndp), 0.0);
+        stage[t].assign(static_cast<size_t>(ocol * nd), T(0));
+    }
+    parallel_for(Np, nt, [&](std::int64_t drow, int tid) {
+        detail::GroupArgs g;
         g.xd = xd.data() + P;
         g.xd_stride = xs;
         g.out_rows = orow;
@@ -162,35 +120,14 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
         g.wrow = wrow;
         g.wcol = wcol;
         g.drow = drow;
-        g.dc0 = drow == 0 ? 0 : -(Np - 1);
-        g.nd = drow == 0 ? Np : 2 * Np - 1;
-        g.ndp = (g.nd + 7) / 8 * 8;
-        g.s0 = shift_index(Np, drow, g.dc0);
-        g.nshift = stack.nshift;
-        acc[static_cast<size_t>(gi)].assign(static_cast<size_t>(ocol * g.ndp), 0.0);
-        delta[static_cast<size_t>(gi)].assign(static_cast<size_t>(g.ndp), 0.0);
-        g.acc = acc[static_cast<size_t>(gi)].data();
-        g.delta = delta[static_cast<size_t>(gi)].data();
-        const size_t t = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-        owned[t].push_back(static_cast<int>(gi));
-        load[t] += g.nd;
-    }
-    const idx rowlen = ocol * stack.nshift;
-    std::vector<T> stage(static_cast<size_t>(2 * rowlen));
-    Barrier barrier(nt);
-    parallel_for(nt, nt, [&](std::int64_t t, int) {
-        const idx c_lo = rowlen * t / nt, c_hi = rowlen * (t + 1) / nt;
-        for (idx r0 = 0; r0 < orow; ++r0) {
-            T* st = stage.data() + (r0 % 2) * rowlen;
-            for (int gi : owned[static_cast<size_t>(t)]) {
-                if (r0 == 0)
-                    run_init<T>(groups[static_cast<size_t>(gi)], st);
-                else
-                    run_step<T>(groups[static_cast<size_t>(gi)], r0, st);
-            }
-            barrier.wait();
-            run_copy<T>(st + c_lo, stack.data + r0 * rowlen + c_lo, c_hi - c_lo);
-        }
+        g.dc0 = -(Np - 1);
+        g.nd = nd;
+        g.ndp = ndp;
+        g.row_stride = ocol * nd;
+        g.acc = acc[tid].data();
+        g.delta = delta[tid].data();
+        g.stage = stage[tid].data();
+        run_group<T>(g, stack.data + drow * stack.group_stride());
     });
 }
 

@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
         "Did you forget to build it? Reinstall with `pip install .` from the source tree."
     ) from exc
 
-from .covariance import boxcar, build_cov, local_covariance, shift_index, shift_stack, shifts
+from .covariance import boxcar, build_cov, local_covariance, shift_stack, stack_value
 from .infill import InfillResult, add_sky_noise, prelim_infill
 from .lpi import OUTPUT_COLUMNS, process_ccd
 from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "process_ccd", "OUTPUT_COLUMNS", "as_psf_model", "plan_tiles",
     "CloudCovError", "CloudCovWarning", "NumericalError",
-    "boxcar", "shifts", "shift_index", "shift_stack", "build_cov", "local_covariance",
+    "boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",
     "findmaxpsf", "gen_mask_static_psf", "outest_bounds",
     "circle_mask", "pixel_classes", "PixelClasses", "cond_cov_est", "ConditionedStar", "DNT_BITS",

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._validate import INT32_MAX, as_image, as_int, as_Np, as_threads
 
-__all__ = ["boxcar", "shifts", "shift_index", "shift_stack", "build_cov", "local_covariance"]
+__all__ = ["boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance"]
 
 
 def _widths(widx, widy, shape=None, name_x="widx", name_y="widy"):
@@ -72,61 +72,45 @@ def boxcar(image, widx, widy=None, *, mean=False):
     return out
 
 
-def shifts(Np):
-    """The stored (canonical) pixel shifts of the shifted-product stack, in stack order.
+def stack_value(stack, row, col, drow, dcol):
+    """Read one entry of a stack from :func:`shift_stack`, for a shift of any sign.
 
     Parameters
     ----------
-    Np : int
-        Odd stamp size (3 <= Np <= 1023; the cap keeps stack and covariance sizes in range).
-
-    Returns
-    -------
-    d : (Np * (2 Np - 1) - (Np - 1), 2) ndarray of int64
-        ``(drow, dcol)`` for every stack slot: ``drow`` in ``[0, Np)``, ``dcol`` in
-        ``(-Np, Np)``, without ``drow == 0, dcol < 0`` (the mirror images of stored shifts).
-
-    Raises
-    ------
-    ValueError
-        If ``Np`` is even, < 3 or > 1023.
-
-    Notes
-    -----
-    The same set as CloudCovErr.jl ``cov_avg!`` (src/cov.jl), in the transposed orientation.
-    """
-    Np = as_Np(Np)
-    out = [(0, dc) for dc in range(Np)]
-    out += [(dr, dc) for dr in range(1, Np) for dc in range(1 - Np, Np)]
-    return np.array(out, dtype=np.int64)
-
-
-def shift_index(Np, drow, dcol):
-    """Stack slot of the shift ``(drow, dcol)`` (any sign; mirrored to the canonical half).
-
-    Parameters
-    ----------
-    Np : int
-        Odd stamp size (>= 3).
+    stack : (Np, nrow, ncol, 2 Np - 1) ndarray
+        Stack returned by :func:`shift_stack`.
+    row, col : int
+        Boxcar-output pixel (0-based).
     drow, dcol : int
-        Shift in pixels, ``|drow|, |dcol| < Np``.
+        Shift, ``|drow|, |dcol| < Np``.
 
     Returns
     -------
-    s : int
-        Index into the last axis of the stack returned by :func:`shift_stack`.
+    float
+        ``sum over the window at (row, col) of x[i, j] * x[i + drow, j + dcol]``. For
+        ``drow < 0`` this is the stored mirror entry ``stack[-drow, row + drow, col + dcol,
+        -dcol + Np - 1]``; for ``drow >= 0`` it is ``stack[drow, row, col, dcol + Np - 1]``.
 
     Raises
     ------
     ValueError
-        If ``Np`` is invalid or the shift is out of range.
+        Wrong stack shape, shift or position out of range.
     """
-    Np = as_Np(Np)
+    stack = as_image("stack", stack, ndim=4, allow_nonfinite=True)
+    Np = stack.shape[0]
+    if Np < 3 or Np % 2 != 1 or stack.shape[3] != 2 * Np - 1:
+        raise ValueError(f"stack: expected shape (Np, nrow, ncol, 2 Np - 1) with odd Np >= 3, "
+                         f"got {stack.shape}")
     drow = as_int("drow", drow, minimum=1 - Np, maximum=Np - 1)
     dcol = as_int("dcol", dcol, minimum=1 - Np, maximum=Np - 1)
-    if drow < 0 or (drow == 0 and dcol < 0):
-        drow, dcol = -drow, -dcol
-    return int(_core.shift_index(Np, drow, dcol))
+    row = as_int("row", row)
+    col = as_int("col", col)
+    if drow < 0:
+        row, col, drow, dcol = row + drow, col + dcol, -drow, -dcol
+    if not (0 <= row < stack.shape[1] and 0 <= col < stack.shape[2]):
+        raise ValueError(f"(row, col): position outside the stack's {stack.shape[1:3]} pixels "
+                         "(after mirroring a negative drow)")
+    return stack[drow, row, col, dcol + Np - 1].item()
 
 
 def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
@@ -151,12 +135,14 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
     -------
     bimage : (nrow - widx + 1, ncol - widy + 1) ndarray, dtype of ``image``
         Boxcar sums of ``image`` (valid region).
-    stack : (nrow - widx + 1, ncol - widy + 1, nshift) ndarray, dtype of ``image``
-        ``stack[r, c, s]`` = sum over the window at (r, c) of
-        ``image[i, j] * image[i + drow, j + dcol]`` with ``(drow, dcol) = shifts(Np)[s]``.
+    stack : (Np, nrow - widx + 1, ncol - widy + 1, 2 Np - 1) ndarray, dtype of ``image``
+        ``stack[drow, r, c, dcol + Np - 1]`` = sum over the window at (r, c) of
+        ``image[i, j] * image[i + drow, j + dcol]`` for ``0 <= drow < Np``,
+        ``|dcol| < Np`` (negative ``drow``: the mirror entry, see :func:`stack_value`).
         Products whose partner pixel leaves the tile count as zero (such entries are never
         used by stamps inside the valid region). Running sums are accumulated in float64.
-        Memory: ``nshift * dtype.itemsize`` bytes per output pixel (8.5 kB for Np=33 float32).
+        Memory: ``Np (2 Np - 1) * dtype.itemsize`` bytes per output pixel (8.6 kB for Np=33
+        float32). Each shift row ``stack[drow]`` is contiguous.
 
     Raises
     ------
@@ -166,22 +152,23 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
     Notes
     -----
     Mirrors CloudCovErr.jl ``cov_avg!`` (src/cov.jl): paper eq. 6 as boxcar means of shifted
-    products. Layout differs: all shifts of one pixel are contiguous.
+    products. CloudCovErr.jl skips the redundant half ``drow == 0, dcol < 0``; cloudcov computes
+    it too (1.5% more work) so that every shift row has the same width.
     """
     image = as_image("image", image)
     Np = as_Np(Np)
     widx, widy = _widths(widx, widy, image.shape)
     threads = as_threads(threads)
     shape = (image.shape[0] - widx + 1, image.shape[1] - widy + 1)
-    nshift = int(_core.n_shifts(Np))
+    sshape = (Np,) + shape + (2 * Np - 1,)
     if out is None:
         bimage = np.empty(shape, dtype=image.dtype)
-        stack = np.empty(shape + (nshift,), dtype=image.dtype)
+        stack = np.empty(sshape, dtype=image.dtype)
     else:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"out: expected a tuple (bimage, stack) of two arrays, got {type(out).__name__}")
         bimage, stack = out
-        for name, a, shp in (("out[0]", bimage, shape), ("out[1]", stack, shape + (nshift,))):
+        for name, a, shp in (("out[0]", bimage, shape), ("out[1]", stack, sshape)):
             if not isinstance(a, np.ndarray) or a.shape != shp or a.dtype != image.dtype \
                     or not a.flags.c_contiguous or not a.flags.writeable:
                 raise ValueError(f"{name}: expected a writeable C-contiguous {image.dtype} array "
@@ -228,7 +215,7 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     Mirrors CloudCovErr.jl ``build_cov!`` (src/perstar.jl) after its "fix mu bug" commit.
     """
     bimage = as_image("bimage", bimage, allow_nonfinite=True)
-    stack = as_image("stack", stack, ndim=3, allow_nonfinite=True)
+    stack = as_image("stack", stack, ndim=4, allow_nonfinite=True)
     Np = as_Np(Np)
     widx, widy = _widths(widx, widy)
     if widx * widy < 2:
@@ -236,7 +223,7 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
                          "boxcar samples, got widx = widy = 1")
     if stack.dtype != bimage.dtype:
         raise TypeError(f"stack: dtype {stack.dtype} != bimage dtype {bimage.dtype}")
-    if stack.shape[:2] != bimage.shape or stack.shape[2] != _core.n_shifts(Np):
+    if stack.shape != (Np,) + bimage.shape + (2 * Np - 1,):
         raise ValueError(f"stack: shape {stack.shape} does not match bimage {bimage.shape} and Np={Np}")
     h = (Np - 1) // 2
     row = as_int("row", row)

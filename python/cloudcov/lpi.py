@@ -387,9 +387,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     # 6. tiles
     tiles = plan_tiles((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
                        Np, widx, widy, max_memory, dt)
-    nshift = int(_core.n_shifts(Np))
+    nslot = int(_core.n_slots(Np))
     max_out = max((t.row1 - t.row0 + Np - 1) * (t.col1 - t.col0 + Np - 1) for t in tiles)
-    stack_buf = np.empty(max_out * nshift, dtype=dt)
+    stack_buf = np.empty(max_out * nslot, dtype=dt)
     bim_buf = np.empty(max_out, dtype=dt)
     it = tiles
     if progress:
@@ -409,7 +409,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         oshape = (a1 - a0 - widx + 1, b1 - b0 - widy + 1)
         npx = oshape[0] * oshape[1]
         bimage = bim_buf[:npx].reshape(oshape)
-        stack = stack_buf[:npx * nshift].reshape(oshape + (nshift,))
+        stack = stack_buf[:npx * nslot].reshape((Np,) + oshape + (2 * Np - 1,))
         t0 = time.perf_counter()
         _core.shift_stack(sub, Np, widx, widy, bimage, stack, threads)
         t1 = time.perf_counter()

@@ -58,10 +58,10 @@ def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
     Returns
     -------
     int
-        ``out_rows * out_cols * nshift * itemsize``.
+        ``out_rows * out_cols * Np * (2 Np - 1) * itemsize``.
     """
     Np = as_Np(Np)
-    return int(out_rows) * int(out_cols) * int(_core.n_shifts(Np)) * as_dtype("dtype", dtype).itemsize
+    return int(out_rows) * int(out_cols) * int(_core.n_slots(Np)) * as_dtype("dtype", dtype).itemsize
 
 
 def plan_tiles(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY,
@@ -85,13 +85,13 @@ def plan_tiles(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFA
     -------
     tiles : list of Tile
         Row-major order; every centre in the region belongs to exactly one tile, and each
-        tile's stack (``(row1 - row0 + Np - 1) x (col1 - col0 + Np - 1) x nshift``) fits the
+        tile's stack (``(row1 - row0 + Np - 1) x (col1 - col0 + Np - 1) x Np (2 Np - 1)`` values) fits the
         budget. Tiles are as square and as equal as the budget allows.
 
     Raises
     ------
     ValueError
-        If the budget cannot hold even a one-pixel tile (``(Np * Np * nshift * itemsize)``).
+        If the budget cannot hold even a one-pixel tile (``Np * Np * Np (2 Np - 1) * itemsize`` bytes).
     """
     Np = as_Np(Np)
     widx = as_int("widx", widx, minimum=1, odd=True)

@@ -22,10 +22,11 @@ struct StackCov {
     bool julia_compat = false;
 
     // Per-stamp lookup tables (call prepare() after setting the fields above).
-    // For i <= j (flat order) the shift j - i is canonical and its slot is
-    // drow * (2 Np - 1) + dcol = key[j] - key[i], so C(i, j) uses base[i][key[j]].
+    // For i <= j (flat order) the shift j - i has drow >= 0, and the address of its entry at
+    // pixel i is at(0, r_i, c_i, 0) + drow * group_stride + dcol = base[i] + key[j] with
+    // key = prow * group_stride + pcol: C(i, j) uses base[i][key[j]].
     std::vector<const T*> base;  // stack entries of pixel i, offset by -key[i]
-    std::vector<int> key;        // prow * (2 Np - 1) + pcol
+    std::vector<idx> key;        // prow * group_stride + pcol
     std::vector<T> bval;         // boxcar sum at each stamp pixel
     std::vector<double> bd;      // the same in double
     double a_ = 0, c_ = 0;       // N/(N-1) / N and N/(N-1) / N^2
@@ -39,8 +40,8 @@ struct StackCov {
         for (idx r = 0; r < Np; ++r)
             for (idx c = 0; c < Np; ++c) {
                 const idx i = r * Np + c;
-                key[i] = static_cast<int>(r * (2 * Np - 1) + c);
-                base[i] = stack.at(r0 + r, c0 + c) - key[i];
+                key[i] = r * stack.group_stride() + c;
+                base[i] = stack.at(0, r0 + r, c0 + c, 0) - key[i];
                 bval[i] = bimage(r0 + r, c0 + c);
                 bd[i] = static_cast<double>(bval[i]);
             }
@@ -64,7 +65,7 @@ struct StackCov {
             return;
         }
         const T* bi = base[i];
-        const int ki = key[i];
+        const idx ki = key[i];
         const double ci = c_ * bd[i];
         for (int b = 0; b < n; ++b) {
             const int j = js[b];

@@ -1,33 +1,29 @@
 // The shifted-product stack (mirrors CloudCovErr.jl `cov_avg!`, src/cov.jl; paper eq. 6).
 //
-// For a tile x (rows x cols) and every shift d = (drow, dcol) with |drow|, |dcol| < Np,
-// the stack holds the boxcar sum (wrow x wcol, valid region) of x(r, c) * x(r + drow, c + dcol).
-// Only the canonical half of the shifts is stored: drow in [0, Np), dcol in (-Np, Np),
-// excluding drow == 0 with dcol < 0 (each of those is the mirror of a stored shift).
-// That is Np (2 Np - 1) - (Np - 1) shifts, 2113 for Np = 33.
+// For a tile x (rows x cols) and every shift d = (drow, dcol) with drow in [0, Np) and
+// |dcol| < Np, the stack holds the boxcar sum (wrow x wcol, valid region) of
+// x(r, c) * x(r + drow, c + dcol). Shifts with drow < 0 are the mirror images of stored ones
+// (C(i, j) = C(j, i)); the half drow == 0, dcol < 0 is redundant too but is computed anyway
+// so that every shift row has the same width (1.5% more work for Np = 33).
 //
-// Layout: stack(r, c, s) at data[(r * out_cols + c) * nshift + s], so all shifts of one
-// boxcar-output pixel are contiguous; s = shift_index(Np, drow, dcol).
-// Products whose partner pixel falls outside the tile count as zero; such stack entries
-// are never read for stamps that lie inside the valid region.
+// Layout (see Stack in views.hpp): [drow][r][c][dcol + Np - 1], Np * (2 Np - 1) values per
+// boxcar-output pixel (2145 for Np = 33). Each shift row (drow) is written contiguously,
+// one output row at a time, so threads working on different drow never share cache lines.
+// Products whose partner pixel falls outside the tile count as zero; such stack entries are
+// never read for stamps that lie inside the valid region.
 #pragma once
 #include "cloudcov/views.hpp"
 
 namespace cloudcov {
 
-// Largest stamp size accepted anywhere (keeps n_shifts, Np**2 and Np**4 far from overflow;
-// the Np**2 x Np**2 covariance of Np = 1023 would already take 8.8 TB).
+// Largest stamp size accepted anywhere (keeps Np**2 and Np**4 far from overflow).
 constexpr idx kMaxNp = 1023;
 
-inline idx n_shifts(idx Np) { return Np * (2 * Np - 1) - (Np - 1); }
-
-// Index of a canonical shift (drow >= 0, and dcol >= 0 when drow == 0).
-inline idx shift_index(idx Np, idx drow, idx dcol) {
-    return drow == 0 ? dcol : Np + (drow - 1) * (2 * Np - 1) + (dcol + Np - 1);
-}
+// Values per boxcar-output pixel.
+inline idx n_slots(idx Np) { return Np * (2 * Np - 1); }
 
 // bimage: (rows - wrow + 1) x (cols - wcol + 1) boxcar sums of x.
-// stack: same rows/cols, nshift = n_shifts(Np). Running sums are accumulated in double;
+// stack: Np shift rows of the same rows/cols, 2 Np - 1 slots each. Running sums are accumulated in double;
 // work is split over shift rows (drow) on nthreads threads (0 = all cores); the result
 // does not depend on nthreads.
 template <class T>
@@ -38,15 +34,17 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
 const char* shift_stack_simd_level();
 
 namespace detail {
-// One drow group: writes stack[..][..][s0 .. s0 + nd). xd: double copy of the tile with
-// column padding and zero rows (see shift_stack.cpp). acc/delta: scratch.
+// One shift row (drow): fills its contiguous block of the stack. xd: double copy of the tile
+// with column padding and zero rows (see shift_stack.cpp). acc/delta/stage: scratch.
 struct GroupArgs {
     const double* xd;  // pointer to element (0, 0) of the padded double tile
     idx xd_stride;
     idx out_rows, out_cols, wrow, wcol;
-    idx drow, dc0, nd, ndp, s0, nshift;
+    idx drow, dc0, nd, ndp;
+    idx row_stride;  // values per output row of this shift row: out_cols * nd
     double* acc;    // out_cols * ndp
     double* delta;  // ndp
+    void* stage;    // out_cols * nd values of the stack type
 };
 }  // namespace detail
 

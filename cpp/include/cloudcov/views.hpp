@@ -35,15 +35,21 @@ struct Image {
     T* row(idx r) const { return data + r * stride; }
 };
 
-// The shifted-product stack of one tile: value (r, c, s) at data[(r * cols + c) * nshift + s],
-// i.e. for every boxcar-output pixel all shifts are contiguous (see shift_stack.hpp).
+// The shifted-product stack of one tile, shift-row major: value (drow, r, c, dcol) at
+// data[((drow * rows + r) * cols + c) * nslot + dcol + Np - 1] with nslot = 2 Np - 1,
+// drow in [0, Np), dcol in (-Np, Np). See shift_stack.hpp.
 template <class T>
 struct Stack {
     T* data = nullptr;
+    idx Np = 0;
     idx rows = 0;
     idx cols = 0;
-    idx nshift = 0;
-    T* at(idx r, idx c) const { return data + (r * cols + c) * nshift; }
+    idx nslot() const { return 2 * Np - 1; }
+    idx group_stride() const { return rows * cols * nslot(); }
+    // Entry of shift (drow, dcol) at boxcar-output pixel (r, c).
+    T* at(idx drow, idx r, idx c, idx dcol) const {
+        return data + drow * group_stride() + (r * cols + c) * nslot() + dcol + Np - 1;
+    }
 };
 
 }  // namespace cloudcov
