@@ -372,6 +372,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     in_image, in_raw, in_stars, in_bad_u8 = prep.image, prep.raw, prep.stars, prep.bad
     inf, pr, pc, ri, ci = prep.infill, prep.pad_rows, prep.pad_cols, prep.ri, prep.ci
     bad = prep.mask
+    del prep
+    del image, model, sky   # our float64 copies are no longer needed: free them before the stack
     t_prep = time.perf_counter() - t_start
 
     # PSF stamps per star and output buffers
