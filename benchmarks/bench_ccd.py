@@ -71,7 +71,7 @@ def child(tmp, threads):
     c1, w1 = cpu_seconds(), time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     meta = out.meta.pop("cloudcov")
-    out.write(pathlib.Path(tmp) / "out.fits")
+    cc.io.write_fits_table(out, pathlib.Path(tmp) / "out.fits")
     print(json.dumps(dict(cpu=c1 - c0, wall=w1 - w0, rss=rss, rss_inputs=rss0, meta=meta)))
 
 
@@ -106,7 +106,7 @@ def main(argv=None):
         res = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True)
         info = json.loads(res.stdout.strip().splitlines()[-1])
-        out = Table.read(pathlib.Path(tmp) / "out.fits")
+        out = cc.io.read_fits_table(pathlib.Path(tmp) / "out.fits")
     m = info["meta"]
     rss, rss0, core_s = info["rss"], info["rss_inputs"], info["cpu"]
     w0, w1 = 0.0, info["wall"]

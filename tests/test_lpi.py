@@ -183,7 +183,10 @@ def test_cli_demo(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--threads", "2"]) == 0
     text = capsys.readouterr().out
     assert "49 stars processed" in text
-    cat = T.read(tmp_path / "horsehead_lpi.fits")
+    cat = cc.io.read_fits_table(tmp_path / "horsehead_lpi.fits")
     assert len(cat) == 49 and "cflux" in cat.colnames
+    raw = T.read(tmp_path / "horsehead_lpi.fits")
+    np.testing.assert_array_equal(np.asarray(raw["dnt"]).astype(int), np.asarray(cat["dnt"]).astype(int))
+    assert cat["dnt"].dtype == np.int8 and np.all(cat["dnt"] & 8)   # bits survive the file
     assert (tmp_path / "horsehead_lpi.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("*.tmp"))

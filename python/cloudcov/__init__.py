@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
     ) from exc
 
 from .covariance import boxcar, build_cov, local_covariance, shift_stack, stack_value
+from . import io
 from .infill import InfillResult, add_sky_noise, prelim_infill
 from .lpi import OUTPUT_COLUMNS, process_ccd
 from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds

@@ -3,33 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 __all__ = ["main"]
-
-
-def _write_atomic_fits(table, path):
-    """Write a table to FITS through a temporary file and an atomic rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        t = table.copy(copy_data=False)
-        t.meta = {k.upper()[:8]: v for k, v in t.meta.get("cloudcov", {}).items()
-                  if isinstance(v, (int, float, str, bool))}
-        t.write(tmp, format="fits", overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _saturated_core(ex, out, radius=3):
@@ -101,6 +81,7 @@ def demo(args):
     """Run the afterburner on the embedded example, write the catalogue and a figure."""
     from . import process_ccd
     from .example import load_example
+    from .io import write_fits_table
     from .lpi import prepare_ccd
 
     t0 = time.perf_counter()
@@ -112,7 +93,7 @@ def demo(args):
     t_run = time.perf_counter() - t0
     outdir = pathlib.Path(args.out)
     cat_path = outdir / "horsehead_lpi.fits"
-    _write_atomic_fits(out, cat_path)
+    write_fits_table(out, cat_path)
     fig_path = outdir / "horsehead_lpi.png"
     if not args.no_figure:
         prep = prepare_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"],
