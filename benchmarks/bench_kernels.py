@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 import cloudcov as cc
 from cloudcov import _core
-from cloudcov.tiling import DEFAULT_MAX_MEMORY, plan_tiles
+from cloudcov.tiling import DEFAULT_MAX_MEMORY, plan_strips
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
@@ -78,12 +78,12 @@ def main(argv=None):
     t2 = median_time(lambda: cc.shift_stack(x, Np, w, w, threads=2, out=(b, s)), rep)
     out_px = b.size
     per_px = t1 / out_px
-    tiles = plan_tiles((0, CCD[0]), (0, CCD[1]), Np, w, w, DEFAULT_MAX_MEMORY, "float32")
-    tile_px = sum((t.row1 - t.row0 + Np - 1) * (t.col1 - t.col0 + Np - 1) for t in tiles)
-    tile_in = sum((t.row1 - t.row0 + 2 * t.mr) * (t.col1 - t.col0 + 2 * t.mc) for t in tiles)
-    # cost scales with the boxcar-output rows times the input columns of a tile
-    per_unit = t1 / (b.shape[0] * x.shape[1])
-    ccd_cost = per_unit * sum((t.row1 - t.row0 + Np - 1) * (t.col1 - t.col0 + 2 * t.mc) for t in tiles)
+    # A CCD is swept in strips (the running sums never restart); the work of a sweep is
+    # proportional to (output rows + widx) x (output cols + widy), as for this tile.
+    strips = plan_strips((0, CCD[0]), (0, CCD[1]), Np, w, w, DEFAULT_MAX_MEMORY, "float32")
+    per_unit = t1 / ((b.shape[0] + w) * (b.shape[1] + w))
+    units = sum((CCD[0] + Np - 1 + w) * (st.col1 - st.col0 + Np - 1 + w) for st in strips)
+    ccd_cost = per_unit * units
     say()
     say("1. shifted-product stack")
     say(f"   tile {side}x{side} -> stack {Np}x{b.shape[0]}x{b.shape[1]}x{2 * Np - 1} "
@@ -91,9 +91,10 @@ def main(argv=None):
         f"(x{t1 / t2:.2f})")
     say(f"   {per_px * 1e9 / nshift:.3f} ns per output value; {per_px * 1e6:.2f} us per output pixel")
     say(f"   DECam CCD {CCD[0]}x{CCD[1]}, default budget {DEFAULT_MAX_MEMORY / 2**30:.0f} GiB: "
-        f"{len(tiles)} tiles, {tile_px / 1e6:.1f} Mpix of stack output, {tile_in / 1e6:.1f} Mpix of input")
-    say(f"   => stack stage {ccd_cost:.1f} core-s per CCD (measured on one tile, scaled by "
-        f"output rows x input columns of the {len(tiles)} tiles); target <= 10, anchor ~200")
+        f"{len(strips)} strip(s), stack ring of {strips[0].ring_rows} rows, "
+        f"{units / 1e6:.1f} Mpix swept")
+    say(f"   => stack stage {ccd_cost:.1f} core-s per CCD (measured on this tile, scaled by the "
+        f"swept area of the strips); target <= 10, anchor ~200")
     nsub = 20 if args.quick else 60
     sub = ref.all_shifts(Np)[::max(1, nshift // nsub)][:nsub]
     tn = median_time(lambda: ref.shift_stack_numpy(x, Np, w, w, sub), 1 if args.quick else 2)

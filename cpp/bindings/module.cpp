@@ -244,24 +244,16 @@ py::dict cond_cov_est(const py::array& cov, const py::array& mu, const py::array
 }
 
 // ---- per-star batch ------------------------------------------------------------------------
+// Star arrays and padded images shared by lpi_stars and lpi_strip.
 template <class T>
-py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
-                     idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
-                     const py::array& bad, const py::array& rows, const py::array& cols,
-                     const py::array& psf, const py::array& flux, const py::array& circmask,
-                     double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
-    cloudcov::StarBatch<T> b;
-    auto sv = stack_view<T>(stack, "stack", Np);
-    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
-    b.bimage = cimage<T>(bimage, "bimage");
-    cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
-                      "stack and bimage shapes differ");
+void fill_batch(cloudcov::StarBatch<T>& b, idx Np, idx wrow, idx wcol, const py::array& resid,
+                const py::array& stars, const py::array& bad, const py::array& rows,
+                const py::array& cols, const py::array& psf, const py::array& flux,
+                const py::array& circmask, double thr, bool julia_compat, bool diag_on, bool guard) {
     cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
     b.Np = Np;
     b.wrow = wrow;
     b.wcol = wcol;
-    b.tile_r0 = tile_r0;
-    b.tile_c0 = tile_c0;
     b.resid = cimage<T>(resid, "resid");
     b.stars = cimage<T>(stars, "stars");
     b.bad = cimage<std::uint8_t>(bad, "bad");
@@ -283,19 +275,48 @@ py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, id
     b.julia_compat = julia_compat;
     b.opt.diag_on = diag_on;
     b.opt.guard = guard;
-    const idx n = b.n;
-    py::array_t<double> dc(n), dcd(n), fr(n), fp(n), chi(n);
-    py::array_t<std::int32_t> k0(n), k1(n), kp(n);
-    py::array_t<std::int8_t> dnt(n);
-    cloudcov::StarOutputs o{dc.mutable_data(), dcd.mutable_data(), fr.mutable_data(),
-                            fp.mutable_data(), chi.mutable_data(), k0.mutable_data(),
-                            k1.mutable_data(), kp.mutable_data(), dnt.mutable_data()};
+}
+
+struct OutArrays {
+    py::array_t<double> dc, dcd, fr, fp, chi;
+    py::array_t<std::int32_t> k0, k1, kp;
+    py::array_t<std::int8_t> dnt;
+    explicit OutArrays(idx n) : dc(n), dcd(n), fr(n), fp(n), chi(n), k0(n), k1(n), kp(n), dnt(n) {}
+    cloudcov::StarOutputs view() {
+        return {dc.mutable_data(), dcd.mutable_data(), fr.mutable_data(), fp.mutable_data(),
+                chi.mutable_data(), k0.mutable_data(), k1.mutable_data(), kp.mutable_data(),
+                dnt.mutable_data()};
+    }
+    py::dict dict() const {
+        return py::dict("dcflux"_a = dc, "dcflux_diag"_a = dcd, "fdb_res"_a = fr, "fdb_pred"_a = fp,
+                        "cchi2"_a = chi, "kcond0"_a = k0, "kcond"_a = k1, "kpred"_a = kp,
+                        "dnt"_a = dnt);
+    }
+};
+
+template <class T>
+py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
+                     idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
+                     const py::array& bad, const py::array& rows, const py::array& cols,
+                     const py::array& psf, const py::array& flux, const py::array& circmask,
+                     double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
+    cloudcov::StarBatch<T> b;
+    auto sv = stack_view<T>(stack, "stack", Np);
+    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
+    b.bimage = cimage<T>(bimage, "bimage");
+    cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
+                      "stack and bimage shapes differ");
+    b.tile_r0 = tile_r0;
+    b.tile_c0 = tile_c0;
+    fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
+                  julia_compat, diag_on, guard);
+    OutArrays o(b.n);
+    auto ov = o.view();
     {
         py::gil_scoped_release nogil;  // all inputs are raw buffers owned by live arrays
-        cloudcov::lpi_stars<T>(b, o, nthreads);
+        cloudcov::lpi_stars<T>(b, ov, nthreads);
     }
-    return py::dict("dcflux"_a = dc, "dcflux_diag"_a = dcd, "fdb_res"_a = fr, "fdb_pred"_a = fp,
-                    "cchi2"_a = chi, "kcond0"_a = k0, "kcond"_a = k1, "kpred"_a = kp, "dnt"_a = dnt);
+    return o.dict();
 }
 
 py::dict lpi_stars(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
@@ -310,6 +331,50 @@ py::dict lpi_stars(const py::array& stack, const py::array& bimage, idx Np, idx 
         return lpi_stars_t<double>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid, stars, bad, rows,
                                    cols, psf, flux, circmask, thr, julia_compat, diag_on, guard, nthreads);
     throw std::invalid_argument("stack: expected float32 or float64");
+}
+
+// ---- one strip of a CCD in a single sweep --------------------------------------------------
+template <class T>
+py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+                     idx ring_rows, py::array& ring, py::array& bimage_buf, idx Np, idx wrow,
+                     idx wcol, const py::array& resid, const py::array& stars, const py::array& bad,
+                     const py::array& rows, const py::array& cols, const py::array& psf,
+                     const py::array& flux, const py::array& circmask, double thr,
+                     bool julia_compat, bool diag_on, bool guard, int nthreads) {
+    auto im = cimage<T>(image, "image");
+    T* rp = mptr<T>(ring, "ring", 1);
+    T* bp = mptr<T>(bimage_buf, "bimage_buf", 1);
+    cloudcov::StarBatch<T> b;
+    fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
+                  julia_compat, diag_on, guard);
+    cloudcov::require(b.resid.rows == im.rows && b.resid.cols == im.cols,
+                      "image and resid must have the same shape");
+    OutArrays o(b.n);
+    auto ov = o.view();
+    {
+        py::gil_scoped_release nogil;  // all inputs are raw buffers owned by live arrays
+        cloudcov::lpi_strip<T>(im, in_r0, in_r1, in_c0, in_c1, ring_rows, rp,
+                               static_cast<idx>(ring.size()), bp, static_cast<idx>(bimage_buf.size()),
+                               b, ov, nthreads);
+    }
+    return o.dict();
+}
+
+py::dict lpi_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+                   idx ring_rows, py::array ring, py::array bimage_buf, idx Np, idx wrow, idx wcol,
+                   const py::array& resid, const py::array& stars, const py::array& bad,
+                   const py::array& rows, const py::array& cols, const py::array& psf,
+                   const py::array& flux, const py::array& circmask, double thr, bool julia_compat,
+                   bool diag_on, bool guard, int nthreads) {
+    if (is_dtype<float>(image))
+        return lpi_strip_t<float>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring, bimage_buf, Np,
+                                  wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
+                                  julia_compat, diag_on, guard, nthreads);
+    if (is_dtype<double>(image))
+        return lpi_strip_t<double>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring, bimage_buf, Np,
+                                   wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
+                                   julia_compat, diag_on, guard, nthreads);
+    throw std::invalid_argument("image: expected float32 or float64");
 }
 
 // ---- preliminary infill -------------------------------------------------------------------
@@ -403,6 +468,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("lpi_stars", &lpi_stars, "Per-star LPI for a batch of stars of one tile.", "stack"_a,
           "bimage"_a, "Np"_a, "wrow"_a, "wcol"_a, "tile_r0"_a, "tile_c0"_a, "resid"_a, "stars"_a,
           "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
+          "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1);
+    m.def("lpi_strip", &lpi_strip, "One CCD strip: stack sweep into a ring buffer + per-star LPI.",
+          "image"_a, "in_r0"_a, "in_r1"_a, "in_c0"_a, "in_c1"_a, "ring_rows"_a,
+          py::arg("ring").noconvert(), py::arg("bimage_buf").noconvert(), "Np"_a, "wrow"_a, "wcol"_a,
+          "resid"_a, "stars"_a, "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
           "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1);
     m.def("prelim_infill", &prelim_infill, "Iterative boxcar infill of masked pixels.", "image"_a,
           "mask"_a, "wrow"_a, "wcol"_a, "widmult"_a, "max_rounds"_a, "min_good"_a);

@@ -3,7 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "cloudcov/boxcar.hpp"
 #include "cloudcov/errors.hpp"
+#include "cloudcov/shift_stack.hpp"
 #include "cloudcov/parallel.hpp"
 #include "cloudcov/pixel_classes.hpp"
 
@@ -93,7 +95,65 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
     });
 }
 
+template <class T>
+void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+               idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
+               StarBatch<T> b, const StarOutputs& out, int nthreads) {
+    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+    require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
+    require(b.wrow >= 1 && b.wcol >= 1, "boxcar widths must be >= 1");
+    require(0 <= in_r0 && in_r0 < in_r1 && in_r1 <= image.rows && 0 <= in_c0 && in_c0 < in_c1 &&
+                in_c1 <= image.cols,
+            "strip rows/cols must lie inside the image");
+    require(in_r1 - in_r0 >= b.wrow + Np - 1 && in_c1 - in_c0 >= b.wcol + Np - 1,
+            "strip smaller than one stamp plus its boxcar window");
+    const Image<const T> x(image.data + in_r0 * image.stride + in_c0, in_r1 - in_r0,
+                           in_c1 - in_c0, image.stride);
+    const idx orow = x.rows - b.wrow + 1, ocol = x.cols - b.wcol + 1;
+    require(ring_rows >= Np && ring_rows <= orow, "ring_rows must be in [Np, strip output rows]");
+    require(ring_size >= Np * ring_rows * ocol * (2 * Np - 1), "ring buffer too small");
+    require(bimage_size >= orow * ocol, "bimage buffer too small");
+    const idx drow = (b.wrow - 1) / 2;
+    for (idx k = 1; k < b.n; ++k)
+        require(b.rows[k] >= b.rows[k - 1], "stars must be sorted by row");
+
+    Image<T> bimage(bimage_buf, orow, ocol);
+    boxcar_sum<T, T>(x, b.wrow, b.wcol, bimage);
+    Stack<T> stack{ring, Np, ring_rows, ocol};
+    StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads);
+    b.stack = {ring, Np, ring_rows, ocol};
+    b.bimage = {bimage_buf, orow, ocol};
+    b.tile_r0 = in_r0;
+    b.tile_c0 = in_c0;
+    // Stamp origin row (boxcar-output coordinates) of star k; lpi_stars checks the bounds.
+    auto origin = [&](idx k) { return b.rows[k] - h - in_r0 - drow; };
+    idx k = 0;
+    while (k < b.n) {
+        // Advance as far as star k allows (its first row must stay in the ring), then process
+        // every star whose stamp is complete.
+        const idx target = std::min(orow, std::max<idx>(origin(k), 0) + ring_rows);
+        stream.compute_rows(target);
+        idx k2 = k;
+        while (k2 < b.n && origin(k2) + Np <= target) ++k2;
+        if (k2 == k) k2 = k + 1;  // its stamp leaves the strip: lpi_stars reports it
+        StarBatch<T> sub = b;
+        sub.n = k2 - k;
+        sub.rows = b.rows + k;
+        sub.cols = b.cols + k;
+        sub.psf = b.psf + k * npix;
+        sub.flux = b.flux + k;
+        StarOutputs o{out.dcflux + k, out.dcflux_diag + k, out.fdb_res + k, out.fdb_pred + k,
+                      out.cchi2 + k, out.kcond0 + k, out.kcond + k, out.kpred + k, out.dnt + k};
+        lpi_stars<T>(sub, o, nthreads);
+        k = k2;
+    }
+}
+
 template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);
 template void lpi_stars<double>(const StarBatch<double>&, const StarOutputs&, int);
+template void lpi_strip<float>(const Image<const float>&, idx, idx, idx, idx, idx, float*, idx,
+                               float*, idx, StarBatch<float>, const StarOutputs&, int);
+template void lpi_strip<double>(const Image<const double>&, idx, idx, idx, idx, idx, double*, idx,
+                                double*, idx, StarBatch<double>, const StarOutputs&, int);
 
 }  // namespace cloudcov

@@ -75,6 +75,77 @@ const char* shift_stack_simd_level() {
 }
 
 template <class T>
+StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
+                            const Stack<T>& stack, int nthreads)
+    : stack_(stack), Np_(Np) {
+    require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
+    require(wrow >= 1 && wcol >= 1, "boxcar widths must be >= 1");
+    require(x.rows >= wrow && x.cols >= wcol, "boxcar window larger than the tile");
+    orow_ = x.rows - wrow + 1;
+    ocol_ = x.cols - wcol + 1;
+    require(stack.Np == Np && stack.rows >= 1 && stack.rows <= orow_ && stack.cols == ocol_,
+            "stack has the wrong shape");
+    // Double copy of the tile: P = Np - 1 zero columns on the left, P + 8 on the right
+    // (vector over-read of the padded shift count), and Np - 1 zero rows at the bottom.
+    const idx P = Np - 1;
+    const idx xs = x.cols + 2 * P + 8;
+    const idx xr = x.rows + Np - 1;
+    xd_.assign(static_cast<size_t>(xr * xs), 0.0);
+    for (idx r = 0; r < x.rows; ++r) {
+        const T* src = x.row(r);
+        double* dst = xd_.data() + r * xs + P;
+        for (idx c = 0; c < x.cols; ++c) dst[c] = static_cast<double>(src[c]);
+    }
+    const idx nd = stack.nslot();
+    const idx ndp = (nd + 7) / 8 * 8;
+    nt_ = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(Np)));
+    groups_.resize(static_cast<size_t>(Np));
+    acc_.resize(static_cast<size_t>(Np));
+    delta_.resize(static_cast<size_t>(Np));
+    for (idx drow = 0; drow < Np; ++drow) {
+        detail::GroupArgs& g = groups_[static_cast<size_t>(drow)];
+        acc_[static_cast<size_t>(drow)].assign(static_cast<size_t>(ocol_ * ndp), 0.0);
+        delta_[static_cast<size_t>(drow)].assign(static_cast<size_t>(ndp), 0.0);
+        g.xd = xd_.data() + P;
+        g.xd_stride = xs;
+        g.out_rows = orow_;
+        g.out_cols = ocol_;
+        g.wrow = wrow;
+        g.wcol = wcol;
+        g.drow = drow;
+        g.dc0 = -(Np - 1);
+        g.nd = nd;
+        g.ndp = ndp;
+        g.row_stride = ocol_ * nd;
+        g.ring = stack.rows;
+        g.r_begin = g.r_end = 0;
+        g.acc = acc_[static_cast<size_t>(drow)].data();
+        g.delta = delta_[static_cast<size_t>(drow)].data();
+        g.stage = nullptr;
+    }
+    stage_.resize(static_cast<size_t>(nt_));
+    for (auto& st : stage_) st.assign(static_cast<size_t>(ocol_ * nd), T(0));
+}
+
+template <class T>
+StackStream<T>::~StackStream() = default;
+
+template <class T>
+void StackStream<T>::compute_rows(idx r_end) {
+    r_end = std::min(r_end, orow_);
+    if (r_end <= done_) return;
+    // Each work item is one shift row writing its own contiguous block of the stack.
+    parallel_for(Np_, nt_, [&](std::int64_t drow, int tid) {
+        detail::GroupArgs g = groups_[static_cast<size_t>(drow)];
+        g.r_begin = done_;
+        g.r_end = r_end;
+        g.stage = stage_[static_cast<size_t>(tid)].data();
+        run_group<T>(g, stack_.data + drow * stack_.group_stride());
+    });
+    done_ = r_end;
+}
+
+template <class T>
 void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Image<T>& bimage,
                  const Stack<T>& stack, int nthreads) {
     require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
@@ -83,54 +154,13 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
     const idx orow = x.rows - wrow + 1, ocol = x.cols - wcol + 1;
     require(bimage.rows == orow && bimage.cols == ocol, "bimage must be the boxcar valid region");
     require(stack.Np == Np && stack.rows == orow && stack.cols == ocol, "stack has the wrong shape");
-
     boxcar_sum<T, T>(x, wrow, wcol, bimage);
-
-    // Double copy of the tile: P = Np - 1 zero columns on the left, P + 8 on the right
-    // (vector over-read of the padded shift count), and Np - 1 zero rows at the bottom.
-    const idx P = Np - 1;
-    const idx xs = x.cols + 2 * P + 8;
-    const idx xr = x.rows + Np - 1;
-    std::vector<double> xd(static_cast<size_t>(xr * xs), 0.0);
-    for (idx r = 0; r < x.rows; ++r) {
-        const T* src = x.row(r);
-        double* dst = xd.data() + r * xs + P;
-        for (idx c = 0; c < x.cols; ++c) dst[c] = static_cast<double>(src[c]);
-    }
-
-    // One work item per shift row (drow), each writing its own contiguous block of the
-    // stack; an item is computed the same way whatever thread runs it, so the result does not
-    // depend on the thread count. Per-thread scratch: running sums (L2-sized) and a staging row.
-    const idx nd = stack.nslot();
-    const idx ndp = (nd + 7) / 8 * 8;
-    const int nt = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(Np)));
-    std::vector<std::vector<double>> acc(nt), delta(nt);
-    std::vector<std::vector<T>> stage(nt);
-    for (int t = 0; t < nt; ++t) {
-        acc[t].assign(static_cast<size_t>(ocol * ndp), 0.0);
-        delta[t].assign(static_cast<size_t>(ndp), 0.0);
-        stage[t].assign(static_cast<size_t>(ocol * nd), T(0));
-    }
-    parallel_for(Np, nt, [&](std::int64_t drow, int tid) {
-        detail::GroupArgs g;
-        g.xd = xd.data() + P;
-        g.xd_stride = xs;
-        g.out_rows = orow;
-        g.out_cols = ocol;
-        g.wrow = wrow;
-        g.wcol = wcol;
-        g.drow = drow;
-        g.dc0 = -(Np - 1);
-        g.nd = nd;
-        g.ndp = ndp;
-        g.row_stride = ocol * nd;
-        g.acc = acc[tid].data();
-        g.delta = delta[tid].data();
-        g.stage = stage[tid].data();
-        run_group<T>(g, stack.data + drow * stack.group_stride());
-    });
+    StackStream<T> stream(x, Np, wrow, wcol, stack, nthreads);
+    stream.compute_rows(orow);
 }
 
+template class StackStream<float>;
+template class StackStream<double>;
 template void shift_stack<float>(const Image<const float>&, idx, idx, idx, const Image<float>&,
                                  const Stack<float>&, int);
 template void shift_stack<double>(const Image<const double>&, idx, idx, idx, const Image<double>&,

@@ -26,6 +26,7 @@ from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
 from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
                       pixel_classes)
 from .psf import as_psf_model
+from . import tiling
 from .tiling import plan_tiles
 
 __version__ = "0.1.0"

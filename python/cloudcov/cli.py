@@ -104,8 +104,8 @@ def demo(args):
     good = dnt & (1 | 2 | 64) == 0
     m = out.meta["cloudcov"]
     print(f"cloudcov demo: {len(out)} stars processed in {t_run:.1f} s "
-          f"(stack {m['seconds_stack']:.1f} s, stars {m['seconds_stars']:.1f} s, "
-          f"{m['ntiles']} tile(s), {m['threads']} thread(s))")
+          f"(stack + stars {m['seconds_lpi']:.1f} s, {m['nstrips']} strip(s), "
+          f"{m['threads']} thread(s))")
     print(f"  dnt == 0: {int(np.sum(dnt == 0))}; stars with bit set: " +
           ", ".join(f"{b}: {n}" for b, n in bits.items()))
     if good.any():

@@ -18,7 +18,7 @@ from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
 from .perstar import circle_mask
 from .psf import as_psf_model
-from .tiling import DEFAULT_MAX_MEMORY, plan_tiles
+from .tiling import DEFAULT_MAX_MEMORY, plan_strips
 
 __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
@@ -302,7 +302,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     widx, widy : int, optional
         Odd boxcar widths along rows / columns for the covariance samples (default 129).
     max_memory : int, optional
-        Bytes allowed for one tile's shifted-product stack (default 1 GiB). Results do not
+        Bytes allowed for the shifted-product stack's ring buffer (default 768 MiB); it sets the
+        number of strips and ring rows (:func:`cloudcov.tiling.plan_strips`). Results do not
         depend on it beyond float round-off (< 1e-6 relative).
     dtype : {"float32", "float64"}, optional
         Precision of the stack and of the per-star solves (default float32, as DECaPS2).
@@ -318,7 +319,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Threads of the C++ kernels; None or 0 uses every core available to the process.
         Results are bitwise identical for any thread count.
     progress : bool, optional
-        Show a progress bar over tiles (tqdm) on a terminal.
+        Show a progress bar over strips (tqdm) on a terminal.
     convention : {"crowdsource", "photutils"}, optional
         Meaning of ``x``/``y``: crowdsource (default) has ``x`` = row (numpy axis 0); photutils
         and astropy have ``x`` = column.
@@ -346,7 +347,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     Mirrors CloudCovErr.jl ``proc_ccd`` (src/decam.jl) without file I/O, following
     DESIGN.md sec. 1: residual ``model - image``; mask = dq | static-PSF cores
     (``gen_mask_staticPSF2!``) | outliers; ``prelim_infill!``; ``add_sky_noise!``; reflective
-    padding; memory-budgeted tiles of the shifted-product stack; per-star covariance, pixel
+    padding; memory-budgeted strips of the shifted-product stack (each swept once, its stack
+    kept in a ring buffer); per-star covariance, pixel
     classes and conditioning (paper eqs. 4-10). Unlike CloudCovErr.jl, every star is
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
     """
@@ -386,48 +388,47 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
                kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
 
-    # 6. tiles
-    tiles = plan_tiles((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
-                       Np, widx, widy, max_memory, dt)
+    # 6. strips: each swept top to bottom, its stack kept in a ring buffer of ring_rows rows
+    strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
+                         Np, widx, widy, max_memory, dt)
     nslot = int(_core.n_slots(Np))
-    max_out = max((t.row1 - t.row0 + Np - 1) * (t.col1 - t.col0 + Np - 1) for t in tiles)
-    stack_buf = np.empty(max_out * nslot, dtype=dt)
-    bim_buf = np.empty(max_out, dtype=dt)
-    it = tiles
+    h = (Np - 1) // 2
+    mr, mc = h + (widx - 1) // 2, h + (widy - 1) // 2
+    out_rows = int(R.max() - R.min()) + Np   # boxcar-output rows of a strip holding every star
+    ring_len = max((s.col1 - s.col0 + Np - 1) * s.ring_rows for s in strips) * nslot
+    bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
+    ring_buf = np.empty(ring_len, dtype=dt)
+    bim_buf = np.empty(bim_len, dtype=dt)
+    it = strips
     if progress:
         try:
             from tqdm.auto import tqdm
-            it = tqdm(tiles, desc="cloudcov tiles", unit="tile")
+            it = tqdm(strips, desc="cloudcov strips", unit="strip")
         except ImportError:  # pragma: no cover
             pass
-    t_stack = t_star = 0.0
+    t_lpi = 0.0
     done = np.zeros(nstar, bool)
-    for tile in it:
-        sel = np.flatnonzero((R >= tile.row0) & (R < tile.row1) & (C >= tile.col0) & (C < tile.col1))
+    for strip in it:
+        sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
         if sel.size == 0:
             continue
-        (a0, a1), (b0, b1) = tile.in_rows, tile.in_cols
-        sub = np.ascontiguousarray(in_image[a0:a1, b0:b1])
-        oshape = (a1 - a0 - widx + 1, b1 - b0 - widy + 1)
-        npx = oshape[0] * oshape[1]
-        bimage = bim_buf[:npx].reshape(oshape)
-        stack = stack_buf[:npx * nslot].reshape((Np,) + oshape + (2 * Np - 1,))
+        sel = sel[np.argsort(R[sel], kind="stable")]
+        a0, a1 = int(R[sel].min()) - mr, int(R[sel].max()) + mr + 1
+        b0, b1 = strip.col0 - mc, strip.col1 + mc
+        ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
         t0 = time.perf_counter()
-        _core.shift_stack(sub, Np, widx, widy, bimage, stack, threads)
-        t1 = time.perf_counter()
         with threadpool_limits(1):
-            out = _core.lpi_stars(stack, bimage, Np, widx, widy, a0, b0, in_raw, in_stars,
-                                  in_bad_u8, np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
+            out = _core.lpi_strip(in_image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
+                                  widx, widy, in_raw, in_stars, in_bad_u8,
+                                  np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
                                   np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
                                   circ, thr, bool(julia_compat), True, bool(guard), threads)
-        t2 = time.perf_counter()
-        t_stack += t1 - t0
-        t_star += t2 - t1
+        t_lpi += time.perf_counter() - t0
         for name in res:
             res[name][sel] = out[name]
         done[sel] = True
-        log.debug("tile rows %d:%d cols %d:%d: %d stars, stack %.2f s, stars %.2f s",
-                  tile.row0, tile.row1, tile.col0, tile.col1, sel.size, t1 - t0, t2 - t1)
+        log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
+                  sel.size, ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any tile"
 
     # 7. output table
@@ -437,12 +438,13 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         table[name] = res[name].astype(np.float32)
     for name in ("kcond0", "kcond", "kpred", "dnt"):
         table[name] = res[name].astype(OUTPUT_COLUMNS[name])
-    meta.update(ntiles=len(tiles), infill_rounds=inf.rounds, infill_fallback=inf.n_fallback,
+    meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
+                infill_rounds=inf.rounds, infill_fallback=inf.n_fallback,
                 n_masked=int(bad.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=threads,
-                seconds_prep=round(t_prep, 3), seconds_stack=round(t_stack, 3),
-                seconds_stars=round(t_star, 3), seconds_total=round(time.perf_counter() - t_start, 3))
+                seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
+                seconds_total=round(time.perf_counter() - t_start, 3))
     table.meta["cloudcov"] = meta
-    log.info("%d stars in %d tiles: stack %.1f s, stars %.1f s, guard %d, unstable %d", nstar,
-             len(tiles), t_stack, t_star, meta["n_guard"], meta["n_unstable"])
+    log.info("%d stars in %d strips: %.1f s (stack + stars), guard %d, unstable %d", nstar,
+             len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
     return table

@@ -9,11 +9,11 @@ import numpy as np
 from . import _core
 from ._validate import as_dtype, as_int, as_Np
 
-__all__ = ["Tile", "stack_bytes", "plan_tiles", "DEFAULT_MAX_MEMORY"]
+__all__ = ["Tile", "Strip", "stack_bytes", "plan_tiles", "plan_strips", "DEFAULT_MAX_MEMORY"]
 
-#: Default budget for one tile's stack (bytes): 1 GiB, leaving room for the image arrays of a
-#: DECam CCD within the 1.5 GB per-CCD target.
-DEFAULT_MAX_MEMORY = 1 << 30
+#: Default budget for the stack (bytes): 768 MiB, leaving room for the image arrays, the
+#: strip's float64 copy and running sums of a DECam CCD within the 1.5 GB per-CCD target.
+DEFAULT_MAX_MEMORY = 768 << 20
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def plan_tiles(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFA
     widx, widy : int, optional
         Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
     max_memory : int, optional
-        Largest stack of one tile, in bytes (default 1 GiB).
+        Largest stack of one tile, in bytes (default 768 MiB).
     dtype : str or numpy dtype, optional
         Stack dtype (default float32).
 
@@ -125,3 +125,80 @@ def plan_tiles(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFA
     mc = (Np - 1) // 2 + (widy - 1) // 2
     return [Tile(int(redges[i]), int(redges[i + 1]), int(cedges[j]), int(cedges[j + 1]), mr, mc)
             for i in range(nr) for j in range(nc)]
+
+
+@dataclass(frozen=True)
+class Strip:
+    """One vertical strip of star centres, swept top to bottom (see :func:`plan_strips`).
+
+    Attributes
+    ----------
+    col0, col1 : int
+        Star centres with ``col0 <= col < col1`` belong to the strip.
+    ring_rows : int
+        Boxcar-output rows held by the strip's stack ring buffer.
+    """
+
+    col0: int
+    col1: int
+    ring_rows: int
+
+
+def _ring_rows(max_memory, out_cols, Np, itemsize):
+    return max_memory // (out_cols * int(_core.n_slots(Np)) * itemsize)
+
+
+def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY,
+                dtype="float32"):
+    """Split the star-centre columns into strips whose stack ring buffers fit a memory budget.
+
+    Each strip is processed in one sweep down the image (the boxcar running sums are never
+    restarted), keeping only ``ring_rows`` boxcar-output rows of the stack in memory. The
+    work is about ``nstrips * (rows + widx) * (strip_cols + Np + widy)``, so the fewest strips
+    whose ring holds at least ``Np + 16`` rows are chosen.
+
+    Parameters
+    ----------
+    star_rows, star_cols : (int, int)
+        Half-open ranges ``[start, stop)`` of star-centre rows and columns.
+    Np, widx, widy, max_memory, dtype
+        As in :func:`plan_tiles`.
+
+    Returns
+    -------
+    strips : list of Strip
+        Left to right; every centre column belongs to exactly one strip.
+
+    Raises
+    ------
+    ValueError
+        If the budget cannot hold ``Np`` rows of the narrowest useful strip.
+    """
+    Np = as_Np(Np)
+    widx = as_int("widx", widx, minimum=1, odd=True)
+    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    max_memory = as_int("max_memory", max_memory, minimum=1)
+    itemsize = as_dtype("dtype", dtype).itemsize
+    r0, r1 = (int(v) for v in star_rows)
+    c0, c1 = (int(v) for v in star_cols)
+    if r1 <= r0 or c1 <= c0:
+        raise ValueError(f"empty star region rows {star_rows}, cols {star_cols}")
+    out_rows = r1 - r0 + Np - 1
+    want = min(out_rows, Np + 16)
+    W = c1 - c0
+    for ns in range(1, W + 1):
+        width = math.ceil(W / ns)
+        if _ring_rows(max_memory, width + Np - 1, Np, itemsize) >= want:
+            break
+    else:
+        ns, width = W, 1
+    if _ring_rows(max_memory, width + Np - 1, Np, itemsize) < min(out_rows, Np):
+        raise ValueError(f"max_memory: {max_memory} bytes cannot hold {Np} rows of a one-column "
+                         f"strip's stack ({stack_bytes(Np, Np, Np, dtype)} bytes needed)")
+    edges = np.linspace(c0, c1, ns + 1).round().astype(int)
+    strips = []
+    for i in range(ns):
+        oc = int(edges[i + 1] - edges[i]) + Np - 1
+        ring = int(min(out_rows, _ring_rows(max_memory, oc, Np, itemsize)))
+        strips.append(Strip(int(edges[i]), int(edges[i + 1]), ring))
+    return strips

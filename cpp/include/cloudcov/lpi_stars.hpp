@@ -50,4 +50,16 @@ struct StarOutputs {
 template <class T>
 void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
 
+// One vertical strip of a CCD in a single sweep: the stack of the strip image
+// image[in_r0:in_r1, in_c0:in_c1] is computed top to bottom into a ring buffer of ring_rows
+// boxcar-output rows (ring: Np * ring_rows * out_cols * (2 Np - 1) values; bimage buffer:
+// out_rows * out_cols values), and the stars (sorted by row, b.rows ascending) are processed
+// as soon as their stamps are complete, before the ring overwrites them. Memory is set by
+// ring_rows, not by the strip height; the vertical running sums are never restarted.
+// b.stack, b.bimage, b.tile_r0 and b.tile_c0 are set here.
+template <class T>
+void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+               idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
+               StarBatch<T> b, const StarOutputs& out, int nthreads);
+
 }  // namespace cloudcov

@@ -12,6 +12,8 @@
 // Products whose partner pixel falls outside the tile count as zero; such stack entries are
 // never read for stamps that lie inside the valid region.
 #pragma once
+#include <vector>
+
 #include "cloudcov/views.hpp"
 
 namespace cloudcov {
@@ -34,6 +36,37 @@ void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Imag
 const char* shift_stack_simd_level();
 
 namespace detail {
+struct GroupArgs;
+}
+
+// The stack computed as a sweep down the tile: compute_rows(r) advances every shift row's
+// running sums to output row r - 1, writing rows into the stack (a ring buffer when the
+// stack holds fewer rows than the tile produces). Work is split over shift rows (drow); each
+// shift row is computed the same way whatever thread runs it.
+template <class T>
+class StackStream {
+  public:
+    StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Stack<T>& stack,
+                int nthreads);
+    ~StackStream();
+    StackStream(const StackStream&) = delete;
+    StackStream& operator=(const StackStream&) = delete;
+    void compute_rows(idx r_end);
+    idx rows_done() const { return done_; }
+    idx out_rows() const { return orow_; }
+    idx out_cols() const { return ocol_; }
+
+  private:
+    Stack<T> stack_;
+    idx Np_, orow_, ocol_, done_ = 0;
+    int nt_;
+    std::vector<double> xd_;
+    std::vector<detail::GroupArgs> groups_;
+    std::vector<std::vector<double>> acc_, delta_;
+    std::vector<std::vector<T>> stage_;
+};
+
+namespace detail {
 // One shift row (drow): fills its contiguous block of the stack. xd: double copy of the tile
 // with column padding and zero rows (see shift_stack.cpp). acc/delta/stage: scratch.
 struct GroupArgs {
@@ -42,7 +75,9 @@ struct GroupArgs {
     idx out_rows, out_cols, wrow, wcol;
     idx drow, dc0, nd, ndp;
     idx row_stride;  // values per output row of this shift row: out_cols * nd
-    double* acc;    // out_cols * ndp
+    idx ring;        // rows held by the stack (output row r goes to slot r % ring)
+    idx r_begin, r_end;  // rows to compute now; acc holds row r_begin - 1 when r_begin > 0
+    double* acc;    // out_cols * ndp, persistent across calls for one shift row
     double* delta;  // ndp
     void* stage;    // out_cols * nd values of the stack type
 };

@@ -35,9 +35,11 @@ struct Image {
     T* row(idx r) const { return data + r * stride; }
 };
 
-// The shifted-product stack of one tile, shift-row major: value (drow, r, c, dcol) at
-// data[((drow * rows + r) * cols + c) * nslot + dcol + Np - 1] with nslot = 2 Np - 1,
-// drow in [0, Np), dcol in (-Np, Np). See shift_stack.hpp.
+// The shifted-product stack, shift-row major: value (drow, r, c, dcol) at
+// data[((drow * rows + r % rows) * cols + c) * nslot + dcol + Np - 1] with nslot = 2 Np - 1,
+// drow in [0, Np), dcol in (-Np, Np). See shift_stack.hpp. Output row r is stored in slot
+// r % rows: a stack of `rows` rows is a ring buffer over a longer sweep (lpi_strip); for a
+// whole tile (r < rows) the slot is the row itself.
 template <class T>
 struct Stack {
     T* data = nullptr;
@@ -48,7 +50,7 @@ struct Stack {
     idx group_stride() const { return rows * cols * nslot(); }
     // Entry of shift (drow, dcol) at boxcar-output pixel (r, c).
     T* at(idx drow, idx r, idx c, idx dcol) const {
-        return data + drow * group_stride() + (r * cols + c) * nslot() + dcol + Np - 1;
+        return data + drow * group_stride() + ((r % rows) * cols + c) * nslot() + dcol + Np - 1;
     }
 };
 
