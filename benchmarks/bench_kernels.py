@@ -3,7 +3,7 @@
 Prints (and writes to benchmarks/results/bench_kernels.txt):
 1. the shifted-product stack (Np=33, 129x129 boxcar, float32): core-seconds per
    boxcar-output pixel measured on one tile, scaled to a full 4094 x 2046 DECam CCD with the
-   tiles that the default 1 GiB budget gives (and without tile overhead), plus the speed
+   strips that the default budget gives (see cloudcov.tiling.plan_strips), plus the speed
    ratio against numpy on a subset of shifts of the same tile;
 2. the per-star stage (covariance lookup + pixel classes + guarded conditioning) for
    realistic masks (radius-16 good region, ~100 hidden pixels, 2% dq-masked pixels):

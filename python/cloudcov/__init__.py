@@ -27,12 +27,12 @@ from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond
                       pixel_classes)
 from .psf import as_psf_model
 from . import tiling
-from .tiling import plan_tiles
+from .tiling import plan_strips
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "process_ccd", "OUTPUT_COLUMNS", "as_psf_model", "plan_tiles",
+    "process_ccd", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",
     "CloudCovError", "CloudCovWarning", "NumericalError",
     "boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",

@@ -1,4 +1,4 @@
-"""Memory-budgeted tiles for the shifted-product stack."""
+"""Memory-budgeted strips for the shifted-product stack."""
 from __future__ import annotations
 
 import math
@@ -9,38 +9,11 @@ import numpy as np
 from . import _core
 from ._validate import as_dtype, as_int, as_Np
 
-__all__ = ["Tile", "Strip", "stack_bytes", "plan_tiles", "plan_strips", "DEFAULT_MAX_MEMORY"]
+__all__ = ["Strip", "stack_bytes", "plan_strips", "DEFAULT_MAX_MEMORY"]
 
 #: Default budget for the stack (bytes): 768 MiB, leaving room for the image arrays, the
 #: strip's float64 copy and running sums of a DECam CCD within the 1.5 GB per-CCD target.
 DEFAULT_MAX_MEMORY = 768 << 20
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One tile: star centres with ``row0 <= row < row1`` and ``col0 <= col < col1``.
-
-    Coordinates are those of the image the tiles were planned on (0-based). The stack of the
-    tile is computed on the input rows ``[row0 - mr, row1 + mr)`` and columns
-    ``[col0 - mc, col1 + mc)`` with ``mr = (Np-1)//2 + (widx-1)//2`` and
-    ``mc = (Np-1)//2 + (widy-1)//2`` (``in_rows``, ``in_cols``).
-    """
-
-    row0: int
-    row1: int
-    col0: int
-    col1: int
-    mr: int
-    mc: int
-
-    @property
-    def in_rows(self):
-        return self.row0 - self.mr, self.row1 + self.mr
-
-    @property
-    def in_cols(self):
-        return self.col0 - self.mc, self.col1 + self.mc
-
 
 
 def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
@@ -62,69 +35,6 @@ def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
     """
     Np = as_Np(Np)
     return int(out_rows) * int(out_cols) * int(_core.n_slots(Np)) * as_dtype("dtype", dtype).itemsize
-
-
-def plan_tiles(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY,
-               dtype="float32"):
-    """Split a region of star centres into tiles whose stacks fit a memory budget.
-
-    Parameters
-    ----------
-    star_rows, star_cols : (int, int)
-        Half-open ranges ``[start, stop)`` of star-centre rows and columns to cover.
-    Np : int, optional
-        Odd stamp size (default 33).
-    widx, widy : int, optional
-        Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
-    max_memory : int, optional
-        Largest stack of one tile, in bytes (default 768 MiB).
-    dtype : str or numpy dtype, optional
-        Stack dtype (default float32).
-
-    Returns
-    -------
-    tiles : list of Tile
-        Row-major order; every centre in the region belongs to exactly one tile, and each
-        tile's stack (``(row1 - row0 + Np - 1) x (col1 - col0 + Np - 1) x Np (2 Np - 1)`` values) fits the
-        budget. Tiles are as square and as equal as the budget allows.
-
-    Raises
-    ------
-    ValueError
-        If the budget cannot hold even a one-pixel tile (``Np * Np * Np (2 Np - 1) * itemsize`` bytes).
-    """
-    Np = as_Np(Np)
-    widx = as_int("widx", widx, minimum=1, odd=True)
-    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
-    max_memory = as_int("max_memory", max_memory, minimum=1)
-    r0, r1 = (int(v) for v in star_rows)
-    c0, c1 = (int(v) for v in star_cols)
-    if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"empty star region rows {star_rows}, cols {star_cols}")
-    per_px = stack_bytes(1, 1, Np, dtype)
-    max_px = max_memory // per_px
-    side = math.isqrt(max_px) - (Np - 1)   # square tile of star centres
-    if side < 1:
-        raise ValueError(f"max_memory: {max_memory} bytes cannot hold one {Np}x{Np} stamp's stack "
-                         f"({Np * Np * per_px} bytes needed)")
-    H, W = r1 - r0, c1 - c0
-    if (H + Np - 1) * (W + Np - 1) <= max_px:
-        nr = nc = 1
-    else:
-        nr = max(1, math.ceil(H / side))
-        nc = max(1, math.ceil(W / side))
-        # use the spare budget of the last row/col: rebalance for equal tiles
-        while (math.ceil(H / nr) + Np - 1) * (math.ceil(W / nc) + Np - 1) > max_px:
-            if math.ceil(H / nr) >= math.ceil(W / nc):
-                nr += 1
-            else:
-                nc += 1
-    redges = np.linspace(r0, r1, nr + 1).round().astype(int)
-    cedges = np.linspace(c0, c1, nc + 1).round().astype(int)
-    mr = (Np - 1) // 2 + (widx - 1) // 2
-    mc = (Np - 1) // 2 + (widy - 1) // 2
-    return [Tile(int(redges[i]), int(redges[i + 1]), int(cedges[j]), int(cedges[j + 1]), mr, mc)
-            for i in range(nr) for j in range(nc)]
 
 
 @dataclass(frozen=True)
@@ -161,8 +71,14 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     ----------
     star_rows, star_cols : (int, int)
         Half-open ranges ``[start, stop)`` of star-centre rows and columns.
-    Np, widx, widy, max_memory, dtype
-        As in :func:`plan_tiles`.
+    Np : int, optional
+        Odd stamp size (default 33).
+    widx, widy : int, optional
+        Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
+    max_memory : int, optional
+        Bytes allowed for a strip's stack ring buffer (default 768 MiB).
+    dtype : str or numpy dtype, optional
+        Stack dtype (default float32).
 
     Returns
     -------
