@@ -420,16 +420,10 @@ void load_lapack() {
     load_fn(t.d.potrs, lap, "dpotrs");
     load_fn(t.s.pocon, lap, "spocon");
     load_fn(t.d.pocon, lap, "dpocon");
-    load_fn(t.s.lansy, lap, "slansy");
     load_fn(t.s.trcon, lap, "strcon");
     load_fn(t.d.trcon, lap, "dtrcon");
-    load_fn(t.d.lansy, lap, "dlansy");
-    load_fn(t.s.trsm, blas, "strsm");
-    load_fn(t.d.trsm, blas, "dtrsm");
     load_fn(t.s.trsv, blas, "strsv");
     load_fn(t.d.trsv, blas, "dtrsv");
-    load_fn(t.s.syrk, blas, "ssyrk");
-    load_fn(t.d.syrk, blas, "dsyrk");
     load_fn(t.s.gemv, blas, "sgemv");
     load_fn(t.d.gemv, blas, "dgemv");
     if (!t.s.ready() || !t.d.ready()) throw std::runtime_error("could not load BLAS/LAPACK from scipy");

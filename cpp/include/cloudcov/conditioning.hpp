@@ -23,6 +23,7 @@
 // for m = -12, -11, ..., -6 (first that passes; dnt bit 4). If none passes, dnt bit 64 is
 // set and the float outputs are NaN.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -64,6 +65,7 @@ struct StarStamp {
 template <class W>
 struct CondScratch {
     std::vector<W> K, z, pred, q, pdiag, work;
+    std::vector<double> colsum;
     std::vector<int> iwork;
 };
 struct Workspace {
@@ -91,8 +93,9 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     s.q.resize(kp);
     s.pdiag.resize(kp);
     s.work.resize(3 * static_cast<size_t>(n));
+    s.colsum.resize(static_cast<size_t>(kc));
     s.iwork.resize(n);
-    char Lc = 'L', N = 'N', one_norm = '1';
+    char Lc = 'L', N = 'N', one_norm = '1';  // one_norm: ?trcon
     int info = 0, ione = 1;
     W wone = 1, wzero = 0;
     W* A = s.K.data();
@@ -102,6 +105,9 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     // Column a holds C(i, .) for pixel i = good[a] or hidden[a - kc]: CloudCovErr.jl's upper
     // triangles of the good-good and hidden-hidden blocks, its good-hidden block as given,
     // read along rows of C (contiguous lookups).
+    // While filling, accumulate the absolute column sums of C_kk (its 1-norm, for ?pocon).
+    double* colsum = s.colsum.data();
+    if (check_rcond) std::fill(colsum, colsum + kc, 0.0);
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         W* col = A + static_cast<size_t>(a) * n;
@@ -109,9 +115,18 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
         if (a + 1 < kc) src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1);
         const int h0 = a < kc ? 0 : a - kc + 1;
         if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0);
+        if (check_rcond && a < kc) {
+            double own = std::abs(static_cast<double>(col[a]));
+            for (int b = a + 1; b < kc; ++b) {
+                const double v = std::abs(static_cast<double>(col[b]));
+                own += v;
+                colsum[b] += v;
+            }
+            colsum[a] += own;
+        }
     }
     W anorm = 0, rcond = 0;
-    if (check_rcond) anorm = L.lansy(&one_norm, &Lc, &kc, A, &n, s.work.data());
+    if (check_rcond) anorm = static_cast<W>(*std::max_element(colsum, colsum + kc));
     L.potrf(&Lc, &n, A, &n, &info);
     if (info != 0) return false;
     W* L22 = A + static_cast<size_t>(kc) * n + kc;

@@ -12,19 +12,14 @@ struct LapackFns {
                   int* info) = nullptr;
     void (*pocon)(char* uplo, int* n, W* a, int* lda, W* anorm, W* rcond, W* work, int* iwork,
                   int* info) = nullptr;
-    W (*lansy)(char* norm, char* uplo, int* n, W* a, int* lda, W* work) = nullptr;
     void (*trcon)(char* norm, char* uplo, char* diag, int* n, W* a, int* lda, W* rcond, W* work,
                   int* iwork, int* info) = nullptr;
-    void (*trsm)(char* side, char* uplo, char* transa, char* diag, int* m, int* n, W* alpha,
-                 W* a, int* lda, W* b, int* ldb) = nullptr;
     void (*trsv)(char* uplo, char* trans, char* diag, int* n, W* a, int* lda, W* x,
                  int* incx) = nullptr;
-    void (*syrk)(char* uplo, char* trans, int* n, int* k, W* alpha, W* a, int* lda, W* beta,
-                 W* c, int* ldc) = nullptr;
     void (*gemv)(char* trans, int* m, int* n, W* alpha, W* a, int* lda, W* x, int* incx,
                  W* beta, W* y, int* incy) = nullptr;
     bool ready() const {
-        return potrf && potrs && pocon && lansy && trcon && trsv && gemv;
+        return potrf && potrs && pocon && trcon && trsv && gemv;
     }
 };
 
