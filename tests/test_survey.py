@@ -96,7 +96,7 @@ def test_hdf5_output_and_ccd_command(reference, survey_exposure, tmp_path, caplo
     args = _args(survey_exposure, tmp_path, "--format", "hdf5", "--ccdlist", "N2", "N10", "N6")
     assert main(args) == 0
     assert "N10: no N10_CAT" in caplog.text and "skipped" in caplog.text
-    assert "N6: 71 stars" in caplog.text.replace(str(survey_exposure["nstars"]["N6"]), "71")
+    assert f"N6: {survey_exposure['nstars']['N6']} stars in" in caplog.text
     h5 = tmp_path / f"{OUT_NAME}.h5"
     _assert_same(read_output(h5), read_output(reference))        # same numbers as FITS
     with h5py.File(h5, "r") as f:
