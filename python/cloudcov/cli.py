@@ -1,4 +1,5 @@
-"""Command-line front end: ``cloudcov demo`` (also ``python -m cloudcov demo``)."""
+"""Command-line front end: ``cloudcov demo``, ``cloudcov exposure``, ``cloudcov ccd`` (also
+``python -m cloudcov ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -120,6 +121,114 @@ def demo(args):
     return 0
 
 
+# ---------------------------------------------------------------------------------------
+# survey files: cloudcov exposure / cloudcov ccd (decaps2.jl flags)
+# ---------------------------------------------------------------------------------------
+
+def _add_lpi_args(p):
+    """The method and run flags shared by ``exposure`` and ``ccd`` (decaps2.jl names)."""
+    g = p.add_argument_group("LPI parameters (decaps2.jl flags)")
+    g.add_argument("--thr", "-t", type=float, default=20.0,
+                   help="PSF-based masking threshold in ADU (default 20)")
+    g.add_argument("--outthr", type=float, default=20000.0,
+                   help="residual-based masking threshold in ADU (default 20000)")
+    g.add_argument("--Np", "-p", type=int, default=33, help="stamp side, odd (default 33)")
+    g.add_argument("--wx", "-w", type=int, default=129,
+                   help="boxcar width along Julia x = numpy COLUMNS (cloudcov widy; default 129)")
+    g.add_argument("--wy", type=int, default=-1,
+                   help="boxcar width along Julia y = numpy ROWS (cloudcov widx; default = --wx)")
+    g.add_argument("--tilex", type=int, default=None,
+                   help="accepted for decaps2.jl compatibility and ignored: tiles come from "
+                        "--max-memory")
+    g.add_argument("--tiley", type=int, default=None, help="ignored, as --tilex")
+    g.add_argument("--max-memory", default="1G",
+                   help="bytes for one tile's shifted-product stack, e.g. 512M, 2G (default 1G)")
+    g.add_argument("--cS7", action="store_true",
+                   help="correct the S7 amplifier offset (crowdsource correct_sky_offset; needs "
+                        "the oow file; uses $DECAM_DIR/data/badpixmasksefs_comp.fits if present)")
+    g.add_argument("--ftype", "-f", type=int, choices=(32, 64), default=32,
+                   help="float precision, 32 or 64 (default 32)")
+    g.add_argument("--psf-decoder", choices=("stamp", "params", "both"), default="stamp",
+                   help="crowdsource PSF record decoder (default stamp; params = CloudCovErr.jl)")
+    g = p.add_argument_group("run")
+    g.add_argument("--resume", "-r", action="store_true",
+                   help="keep CCDs already done with the same parameters")
+    g.add_argument("--format", choices=("fits", "hdf5"), default="fits",
+                   help="output format (default fits)")
+    g.add_argument("--compression", choices=("gzip", "lzf"), default="gzip",
+                   help="HDF5 compression (default gzip)")
+    g.add_argument("--threads", type=int, default=0, help="threads (default 0 = all cores)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="exposure seed (default YYMMDD*10**6 + HHMMSS from the date)")
+
+
+def _lpi_kwargs(args):
+    from .survey import parse_bytes
+
+    if args.tilex is not None or args.tiley is not None:
+        logging.getLogger("cloudcov").info(
+            "--tilex/--tiley ignored: cloudcov chooses tiles from --max-memory")
+    wx = args.wx
+    wy = wx if args.wy == -1 else args.wy
+    return dict(thr=args.thr, outthr=args.outthr, Np=args.Np, widx=wy, widy=wx,
+                dtype="float32" if args.ftype == 32 else "float64", corrects7=args.cS7,
+                psf_decoder=args.psf_decoder, threads=args.threads or None,
+                max_memory=parse_bytes(args.max_memory), fmt=args.format,
+                compression=args.compression, resume=args.resume)
+
+
+def exposure(args):
+    """``cloudcov exposure``: every CCD of one DECam exposure (decaps2.jl / proc_all)."""
+    from .survey import SurveyError, run_exposure
+
+    kw = _lpi_kwargs(args)
+    try:
+        res = run_exposure(args.base, args.date, args.filt, args.vers, args.basecat,
+                           out_dir=args.out, ccdlist=args.ccdlist or None, seed=args.seed,
+                           progress=None, **kw)
+        code = 0
+    except SurveyError as exc:
+        res, code = exc.result, 1
+    stars = ", ".join(f"{c} {n}" for c, n in res.nstars.items())
+    print(f"cloudcov exposure {args.date}: {len(res.processed)} CCD(s) computed"
+          + (f" ({stars} stars)" if stars else "")
+          + f", {len(res.skipped)} already done, {len(res.absent)} absent, "
+          f"{len(res.failed)} failed, {res.seconds:.1f} s")
+    for ccd, msg in res.failed.items():
+        print(f"  FAILED {ccd}: {msg}", file=sys.stderr)
+    if res.output is not None:
+        print(f"  output: {res.output}")
+    return code
+
+
+def ccd(args):
+    """``cloudcov ccd``: one CCD from explicit file names (proc_ccd)."""
+    import re
+
+    from .survey import date_seed, run_ccd
+
+    kw = _lpi_kwargs(args)
+    seed = args.seed
+    if seed is None:
+        date = args.date
+        if date is None:
+            m = re.search(r"c4d_(\d{6}_\d{6})_", pathlib.Path(args.ooi).name)
+            date = m.group(1) if m else None
+        if date is None:
+            logging.getLogger("cloudcov").warning(
+                "no --date/--seed and no c4d_YYMMDD_HHMMSS in the ooi name: seed 0")
+        seed = 0 if date is None else date_seed(date)
+    t0 = time.perf_counter()
+    out = run_ccd(args.ccd, ooi=args.ooi, ood=args.ood, cat=args.cat, mod=args.mod, oow=args.oow,
+                  out=args.out, seed=seed, **kw)
+    dnt = np.asarray(out["dnt"]).astype(np.int64)
+    print(f"cloudcov ccd {args.ccd}: {len(out)} stars in {time.perf_counter() - t0:.1f} s, "
+          f"dnt == 0: {int(np.sum(dnt == 0))}, guard {int(np.sum(dnt & 4 != 0))}, "
+          f"unstable {int(np.sum(dnt & 64 != 0))}")
+    print(f"  output: {args.out}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``cloudcov`` command.
 
@@ -146,9 +255,49 @@ def main(argv=None):
                    help="PSF masking threshold in image units (default 1000, about 2 sigma of the "
                         "plate grain; DECam uses 20 ADU)")
     d.add_argument("--no-figure", action="store_true", help="skip the figure")
+    e = sub.add_parser("exposure", help="all CCDs of a DECam exposure (decaps2.jl)",
+                       description="LPI on every CCD of one DECam exposure: CP files "
+                       "BASE<DATE>_{ooi,oow,ood}_<FILT>_<VERS>.fits.fz, crowdsource files "
+                       "BASECAT/cat/c4d_<DATE>_ooi_<FILT>_<VERS>.cat.fits and BASECAT/mod/"
+                       "....mod.fits; output <OUT>/c4d_<DATE>_ooi_<FILT>_<VERS>.cat.cer.fits|.h5")
+    e.add_argument("base", help="CP file prefix, e.g. /data/decaps/c4d_ (or a directory)")
+    e.add_argument("date", help="exposure date-time YYMMDD_HHMMSS")
+    e.add_argument("filt", help="filter, e.g. r")
+    e.add_argument("vers", help="CP version tag, e.g. v1")
+    e.add_argument("basecat", help="folder holding cat/ and mod/ (crowdsource outputs)")
+    e.add_argument("--ccdlist", "-c", nargs="+", default=None, help="only these CCDs")
+    e.add_argument("--out", default=None, help="output folder (default BASECAT/cer)")
+    _add_lpi_args(e)
+    c = sub.add_parser("ccd", help="one CCD from explicit file names (proc_ccd)")
+    c.add_argument("ccd", help="CCD name, e.g. S6")
+    c.add_argument("--ooi", required=True, help="CP image file")
+    c.add_argument("--ood", required=True, help="CP data-quality file")
+    c.add_argument("--oow", default=None, help="CP inverse-variance file (for --cS7)")
+    c.add_argument("--cat", required=True, help="crowdsource catalogue file (.cat.fits)")
+    c.add_argument("--mod", required=True, help="crowdsource model file (.mod.fits)")
+    c.add_argument("--out", required=True, help="output file (.fits or .h5 per --format)")
+    c.add_argument("--date", default=None,
+                   help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
+    _add_lpi_args(c)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "demo":
         return demo(args)
+    if args.command in ("exposure", "ccd"):
+        logging.captureWarnings(True)
+        try:
+            return exposure(args) if args.command == "exposure" else ccd(args)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"cloudcov {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:
+            from .errors import CloudCovError
+
+            if isinstance(exc, CloudCovError):
+                print(f"cloudcov {args.command}: error: {exc}", file=sys.stderr)
+                return 1
+            raise
+        finally:
+            logging.captureWarnings(False)
     return 2  # pragma: no cover
