@@ -18,9 +18,9 @@ def test_round_trip_keeps_dnt_bits_and_dtypes(tmp_path):
     assert back["dnt"].dtype == np.int8 and back["kcond"].dtype == np.int32
     np.testing.assert_array_equal(back["dnt"], t["dnt"])
     np.testing.assert_array_equal(back["x"], t["x"])
-    from astropy.io import fits
-    hdr = fits.getheader(p, "CAT")
-    assert hdr["NP"] == 33 and hdr["VERSION"] == cc.__version__
+    assert back.meta["cloudcov"]["Np"] == 33 and back.meta["cloudcov"]["version"] == cc.__version__
+    assert back.meta["cloudcov"]["nested"] == {"a": 1}
+    assert oct(p.stat().st_mode & 0o777) != oct(0o600)   # a normal file mode, not mkstemp's
     assert not [f for f in os.listdir(p.parent) if f.endswith(".tmp")]
 
 

@@ -191,3 +191,16 @@ def test_cli_demo(tmp_path, capsys):
     assert cat["dnt"].dtype == np.int8 and np.all(cat["dnt"] & 8)   # bits survive the file
     assert (tmp_path / "horsehead_lpi.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_float32_matches_float64_on_real_example(example, example_out):
+    """The float32 solves the guard accepts (estimated kappa * eps <= 1e-2) agree with float64
+    far below the error bars."""
+    ex = example
+    o64 = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
+                         ex["dq"], thr=1000, threads=2, dtype="float64")
+    o32 = example_out
+    kept = (np.asarray(o32["dnt"]) & 4) == 0
+    assert kept.sum() >= 40
+    np.testing.assert_allclose(o32["dcflux"][kept], o64["dcflux"][kept], rtol=1e-4)
+    assert np.max(np.abs(o32["cflux"] - o64["cflux"]) / o64["dcflux"]) < 1e-3

@@ -217,8 +217,8 @@ def cond_cov_est(cov, mu, not_good, hidden, data, stars, psf, *, diag_on=True, e
     guard : bool, optional
         Condition-number guard (default True): retry in float64 and then with a minimal
         diagonal regularisation when the Cholesky fails or the estimated condition number
-        exceeds ``1e-3 / eps`` of the working precision (dnt bit 4); NaN outputs and dnt bit
-        64 when no stable solution exists. With ``guard=False`` a failed Cholesky gives NaN
+        exceeds ``1e-2 / eps`` of the working precision (about 8e4 in float32; dnt bit 4);
+        NaN outputs and dnt bit 64 when no stable solution exists. With ``guard=False`` a failed Cholesky gives NaN
         outputs and bit 64, like CloudCovErr.jl's caller.
 
     Returns

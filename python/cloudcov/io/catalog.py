@@ -1,9 +1,7 @@
 """Catalogue FITS tables, written atomically and read back with the LPI column dtypes."""
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 from astropy.table import Table
@@ -34,8 +32,8 @@ def write_fits_table(table, path, *, extname="CAT", header=None, overwrite=True)
     table : astropy.table.Table
         Table to write. int8 columns (``dnt``) are stored as unsigned bytes (int16 if they
         hold negative values) because astropy cannot round-trip signed bytes through FITS;
-        :func:`read_fits_table` restores int8. ``meta['cloudcov']`` scalars become header
-        cards (keys truncated to 8 characters, upper case).
+        :func:`read_fits_table` restores int8. ``meta['cloudcov']`` (the parameters and
+        timings of :func:`cloudcov.process_ccd`) is stored as JSON in the ``CCPARAMS`` card.
     path : str or pathlib.Path
         Output file; its directory is created if needed.
     extname : str, optional
@@ -59,29 +57,23 @@ def write_fits_table(table, path, *, extname="CAT", header=None, overwrite=True)
     """
     from astropy.io import fits
 
+    from ._files import atomic_path
+    from .output import _json
+
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (overwrite=False)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     t = _fits_safe(table)
     meta = dict(t.meta.get("cloudcov", {}))
     t.meta = {}
     hdu = fits.table_to_hdu(t)
     hdu.name = extname
-    for k, v in meta.items():
-        if isinstance(v, (bool, int, float, str, np.integer, np.floating)):
-            hdu.header[k.upper()[:8]] = v
+    if meta:
+        hdu.header["CCPARAMS"] = _json(meta)
     if header is not None:
         hdu.header.update(header)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -97,17 +89,20 @@ def read_fits_table(path, *, extname="CAT"):
     Returns
     -------
     astropy.table.Table
-        With ``dnt`` as int8 and ``kcond0``, ``kcond``, ``kpred`` as int32 when present.
+        With ``dnt`` as int8 and ``kcond0``, ``kcond``, ``kpred`` as int32 when present, and
+        ``meta['cloudcov']`` decoded from the ``CCPARAMS`` card.
 
     Raises
     ------
     FileNotFoundError, KeyError
         Missing file or extension.
     """
-    from ..lpi import OUTPUT_COLUMNS
+    import json
+
+    from .output import _restore_dtypes
 
     t = Table.read(path, hdu=extname)
-    for name, dt in OUTPUT_COLUMNS.items():
-        if name in t.colnames and t[name].dtype != dt:
-            t[name] = np.asarray(t[name]).astype(dt)
-    return t
+    params = t.meta.pop("CCPARAMS", None)
+    if params is not None:
+        t.meta["cloudcov"] = json.loads(params)
+    return _restore_dtypes(t)
