@@ -429,7 +429,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         done[sel] = True
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
                   sel.size, ring_rows, time.perf_counter() - t0)
-    assert done.all(), "internal error: a star was not assigned to any tile"
+    assert done.all(), "internal error: a star was not assigned to any strip"
 
     # 7. output table
     fdb_tot = res["fdb_pred"] - res["fdb_res"]

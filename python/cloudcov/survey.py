@@ -20,7 +20,7 @@ and save the input columns plus the LPI columns, one table per CCD. Differences:
 * Julia's ``--wx`` is the width along Julia's x, which is the numpy *column* axis: it maps
   to cloudcov's ``widy``, and ``--wy`` to ``widx``. (CloudCovErr.jl's ``proc_all`` forwards
   ``widy=widx``, so its ``--wy`` has no effect; here it does.)
-* Tiles are chosen from a memory budget (``max_memory``); ``--tilex/--tiley`` are accepted by
+* Strips are chosen from a memory budget (``max_memory``); ``--tilex/--tiley`` are accepted by
   the CLI and ignored.
 """
 from __future__ import annotations
@@ -263,7 +263,7 @@ def _compute_ccd(ccd, files, params, seed, *, threads, max_memory, filter=None,
                 gain=inputs.gain, shape=list(inputs.image.shape), threads=threads,
                 max_memory=max_memory, s7_correction=inputs.s7_correction,
                 process_ccd={k: v for k, v in meta.items()
-                             if k.startswith(("seconds", "n_", "ntiles", "infill"))})
+                             if k.startswith(("seconds", "n_", "nstrips", "ring_rows", "infill"))})
     log.info("%s: %d stars in %.1f s, guard %d, unstable %d", ccd, nstars, seconds,
              info["n_guard"], info["n_unstable"])
     if info["n_unstable"]:
@@ -295,7 +295,7 @@ def run_ccd(ccd, *, ooi, ood, cat, mod, oow=None, out=None, fmt="fits", seed=0, 
     threads : int or None, optional
         Threads of the C++ kernels (None: all cores).
     max_memory : int, optional
-        Bytes for one tile's stack.
+        Bytes for the stack's ring buffer (see :func:`cloudcov.tiling.plan_strips`).
     compression : {"gzip", "lzf"}, optional
         HDF5 compression.
     filter, static_psf_dir, badpix
@@ -387,7 +387,7 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
     threads : int or None, optional
         C++ threads per CCD (None: all cores).
     max_memory : int, optional
-        Bytes for one tile's shifted-product stack.
+        Bytes for the shifted-product stack's ring buffer.
     progress : bool or None, optional
         Progress bar over CCDs (None: only on a terminal).
     compression : {"gzip", "lzf"}, optional
