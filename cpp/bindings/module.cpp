@@ -200,6 +200,9 @@ py::dict cond_cov_est_t(const py::array& cov, const py::array& mu, const py::arr
     for (const py::array* a : {&mu, &not_good, &hidden, &data, &stars, &psf})
         cloudcov::require(a->shape(0) == n, "per-pixel vectors must have cov.shape[0] entries");
     cloudcov::StarStamp st;
+    st.Np = 1;
+    while (st.Np * st.Np < n) ++st.Np;
+    cloudcov::require(st.Np * st.Np == n, "cov: size must be Np**2 (a flattened square stamp)");
     st.data = dp;
     st.stars = sp;
     st.psf = pp;

@@ -26,6 +26,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -106,9 +107,8 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     // Column a holds C(i, .) for pixel i = good[a] or hidden[a - kc]: CloudCovErr.jl's upper
     // triangles of the good-good and hidden-hidden blocks, its good-hidden block as given,
     // read along rows of C (contiguous lookups).
-    // While filling, accumulate the absolute column sums of C_kk (its 1-norm, for ?pocon).
-    double* colsum = s.colsum.data();
-    if (check_rcond) std::fill(colsum, colsum + kc, 0.0);
+    // Column a of the bordered matrix holds C(i, .) for its pixel i over the later pixels: the
+    // lookups of one column read pixel i's stack entries (see StackCov::fill).
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         W* col = A + static_cast<size_t>(a) * n;
@@ -116,14 +116,28 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
         if (a + 1 < kc) src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1);
         const int h0 = a < kc ? 0 : a - kc + 1;
         if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0);
-        if (check_rcond && a < kc) {
-            double own = std::abs(static_cast<double>(col[a]));
-            for (int b = a + 1; b < kc; ++b) {
+    }
+    // Absolute column sums of C_kk (its 1-norm, for ?pocon).
+    double* colsum = s.colsum.data();
+    if (check_rcond) {
+        std::fill(colsum, colsum + kc, 0.0);
+        for (int a = 0; a < kc; ++a) {
+            const W* col = A + static_cast<size_t>(a) * n;
+            double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};   // independent partial sums
+            int b = a + 1;
+            for (; b + 8 <= kc; b += 8)
+                for (int u = 0; u < 8; ++u) {
+                    const double v = std::abs(static_cast<double>(col[b + u]));
+                    part[u] += v;
+                    colsum[b + u] += v;
+                }
+            for (; b < kc; ++b) {
                 const double v = std::abs(static_cast<double>(col[b]));
-                own += v;
+                part[0] += v;
                 colsum[b] += v;
             }
-            colsum[a] += own;
+            colsum[a] += std::abs(static_cast<double>(col[a])) + ((part[0] + part[1]) + (part[2] + part[3])) +
+                         ((part[4] + part[5]) + (part[6] + part[7]));
         }
     }
     W anorm = 0, rcond = 0;
