@@ -204,3 +204,19 @@ def test_float32_matches_float64_on_real_example(example, example_out):
     assert kept.sum() >= 40
     np.testing.assert_allclose(o32["dcflux"][kept], o64["dcflux"][kept], rtol=1e-4)
     assert np.max(np.abs(o32["cflux"] - o64["cflux"]) / o64["dcflux"]) < 1e-3
+
+
+def test_flux_floor_scales_with_units(rng):
+    """Multiplying the image by s and thr, outthr, flux_floor by s leaves Z-like outputs
+    unchanged (the DECaPS2 masks carry over to other units)."""
+    image, model, sky, cat, psf, gain = synthetic_ccd(rng, n=6)
+    a = cc.process_ccd(image, model, sky, cat, psf, gain, threads=1, sky_noise=False, dtype="float64")
+    s = 7.0
+    cat2 = cat.copy()
+    cat2["flux"] = cat["flux"] * s
+    b = cc.process_ccd(image * s, model * s, sky * s, cat2, psf, gain / s, threads=1,
+                       sky_noise=False, dtype="float64", thr=20 * s, outthr=20000 * s,
+                       flux_floor=1e4 * s)
+    np.testing.assert_array_equal(a["kpred"], b["kpred"])
+    np.testing.assert_allclose(b["dcflux"], s * a["dcflux"], rtol=1e-5)
+    np.testing.assert_allclose(b["cflux"], s * a["cflux"], rtol=1e-5)

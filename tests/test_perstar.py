@@ -153,3 +153,15 @@ def test_pixel_classes_properties(rng):
     # a fully masked stamp triggers both fallbacks
     pc = cc.pixel_classes(np.ones((Np, Np), bool), psf, 1e5)
     assert pc.dnt & 3 == 3 and pc.kcond == 4 * (Np - 1)
+
+
+def test_flux_floor_sets_the_hidden_threshold():
+    Np = 11
+    psf = gaussian_psf(Np, 1.5)
+    km = np.zeros((Np, Np), bool)
+    for floor in (1e2, 1e3, 1e4):
+        pc = cc.pixel_classes(km, psf, 50.0, thr=20, flux_floor=floor)
+        assert pc.dnt & 2 == 0
+        np.testing.assert_array_equal(pc.hidden, psf > 20 / max(50.0, floor))
+    with pytest.raises(ValueError, match="flux_floor"):
+        cc.pixel_classes(km, psf, 50.0, flux_floor=0)

@@ -167,7 +167,7 @@ py::tuple build_cov(const py::array& bimage, const py::array& stack, idx Np, idx
 
 // ---- pixel classes ------------------------------------------------------------------------
 py::tuple pixel_classes(const py::array& kmasked, const py::array& psf, const py::array& circmask,
-                        double flux, double thr) {
+                        double flux, double thr, double flux_floor) {
     auto km = cimage<std::uint8_t>(kmasked, "kmasked");
     auto cm = cimage<std::uint8_t>(circmask, "circmask");
     auto ps = cimage<double>(psf, "psf");
@@ -179,7 +179,7 @@ py::tuple pixel_classes(const py::array& kmasked, const py::array& psf, const py
     py::array_t<double> psf_used({Np, Np});
     std::copy(ps.data, ps.data + Np * Np, psf_used.mutable_data());
     auto pc = cloudcov::pixel_classes<double>(km.data, psf_used.mutable_data(), cm.data, flux, thr, Np,
-                                              not_good.mutable_data(), hidden.mutable_data());
+                                              not_good.mutable_data(), hidden.mutable_data(), flux_floor);
     return py::make_tuple(not_good, hidden, psf_used, pc.kcond0, pc.kcond, pc.kpred, pc.dnt);
 }
 
@@ -252,8 +252,11 @@ template <class T>
 void fill_batch(cloudcov::StarBatch<T>& b, idx Np, idx wrow, idx wcol, const py::array& resid,
                 const py::array& stars, const py::array& bad, const py::array& rows,
                 const py::array& cols, const py::array& psf, const py::array& flux,
-                const py::array& circmask, double thr, bool julia_compat, bool diag_on, bool guard) {
+                const py::array& circmask, double thr, bool julia_compat, bool diag_on, bool guard,
+                double flux_floor = 1e4) {
     cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
+    cloudcov::require(flux_floor > 0, "flux_floor must be > 0");
+    b.flux_floor = flux_floor;
     b.Np = Np;
     b.wrow = wrow;
     b.wcol = wcol;
@@ -343,13 +346,13 @@ py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, id
                      idx wcol, const py::array& resid, const py::array& stars, const py::array& bad,
                      const py::array& rows, const py::array& cols, const py::array& psf,
                      const py::array& flux, const py::array& circmask, double thr,
-                     bool julia_compat, bool diag_on, bool guard, int nthreads) {
+                     bool julia_compat, bool diag_on, bool guard, int nthreads, double flux_floor) {
     auto im = cimage<T>(image, "image");
     T* rp = mptr<T>(ring, "ring", 1);
     T* bp = mptr<T>(bimage_buf, "bimage_buf", 1);
     cloudcov::StarBatch<T> b;
     fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
-                  julia_compat, diag_on, guard);
+                  julia_compat, diag_on, guard, flux_floor);
     cloudcov::require(b.resid.rows == im.rows && b.resid.cols == im.cols,
                       "image and resid must have the same shape");
     OutArrays o(b.n);
@@ -368,15 +371,15 @@ py::dict lpi_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx 
                    const py::array& resid, const py::array& stars, const py::array& bad,
                    const py::array& rows, const py::array& cols, const py::array& psf,
                    const py::array& flux, const py::array& circmask, double thr, bool julia_compat,
-                   bool diag_on, bool guard, int nthreads) {
+                   bool diag_on, bool guard, int nthreads, double flux_floor) {
     if (is_dtype<float>(image))
         return lpi_strip_t<float>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring, bimage_buf, Np,
                                   wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
-                                  julia_compat, diag_on, guard, nthreads);
+                                  julia_compat, diag_on, guard, nthreads, flux_floor);
     if (is_dtype<double>(image))
         return lpi_strip_t<double>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring, bimage_buf, Np,
                                    wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
-                                   julia_compat, diag_on, guard, nthreads);
+                                   julia_compat, diag_on, guard, nthreads, flux_floor);
     throw std::invalid_argument("image: expected float32 or float64");
 }
 
@@ -458,7 +461,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("build_cov", &build_cov, "Stamp covariance and mean from the stack.", "bimage"_a,
           "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "julia_compat"_a = false);
     m.def("pixel_classes", &pixel_classes, "Good/hidden pixel classes and dnt bits.", "kmasked"_a,
-          "psf"_a, "circmask"_a, "flux"_a, "thr"_a);
+          "psf"_a, "circmask"_a, "flux"_a, "thr"_a, "flux_floor"_a = 1e4);
     m.def("cond_cov_est", &cond_cov_est, "Condition one star on an explicit covariance.", "cov"_a,
           "mu"_a, "not_good"_a, "hidden"_a, "data"_a, "stars"_a, "psf"_a, "diag_on"_a = true,
           "guard"_a = true, "keep_prediction"_a = false);
@@ -470,7 +473,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "image"_a, "in_r0"_a, "in_r1"_a, "in_c0"_a, "in_c1"_a, "ring_rows"_a,
           py::arg("ring").noconvert(), py::arg("bimage_buf").noconvert(), "Np"_a, "wrow"_a, "wcol"_a,
           "resid"_a, "stars"_a, "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
-          "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1);
+          "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1,
+          "flux_floor"_a = 1e4);
     m.def("prelim_infill", &prelim_infill, "Iterative boxcar infill of masked pixels.", "image"_a,
           "mask"_a, "wrow"_a, "wcol"_a, "widmult"_a, "max_rounds"_a, "min_good"_a);
     m.def("infill_widths", &cloudcov::infill_widths, "Infill window widths per round.", "w0"_a,

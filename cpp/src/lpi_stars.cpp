@@ -59,7 +59,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
             }
         PixelCounts pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask,
                                                b.flux[k], b.thr, Np, t.not_good.data(),
-                                               t.hidden.data());
+                                               t.hidden.data(), b.flux_floor);
         StarStamp st;
         st.Np = Np;
         st.data = t.data.data();

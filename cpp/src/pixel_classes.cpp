@@ -8,10 +8,11 @@ namespace cloudcov {
 template <class T>
 PixelCounts pixel_classes(const std::uint8_t* kmasked, T* psf, const std::uint8_t* circmask,
                           double flux, double thr, idx Np, std::uint8_t* not_good,
-                          std::uint8_t* hidden) {
+                          std::uint8_t* hidden, double flux_floor) {
     const idx n = Np * Np;
-    // Stars fainter than 1e4 ADU are masked as if they had 1e4 ADU (paper sec. 5.1).
-    const double lim = flux < 1e4 ? thr / 1e4 : thr / flux;
+    // Stars fainter than flux_floor (1e4 ADU for DECaPS2) are masked as if they had that flux
+    // (paper sec. 5.1).
+    const double lim = flux < flux_floor ? thr / flux_floor : thr / flux;
     PixelCounts out;
     int nbad = 0;
     for (idx i = 0; i < n; ++i) {
@@ -57,8 +58,8 @@ PixelCounts pixel_classes(const std::uint8_t* kmasked, T* psf, const std::uint8_
 }
 
 template PixelCounts pixel_classes<float>(const std::uint8_t*, float*, const std::uint8_t*, double,
-                                          double, idx, std::uint8_t*, std::uint8_t*);
+                                          double, idx, std::uint8_t*, std::uint8_t*, double);
 template PixelCounts pixel_classes<double>(const std::uint8_t*, double*, const std::uint8_t*,
-                                           double, double, idx, std::uint8_t*, std::uint8_t*);
+                                           double, double, idx, std::uint8_t*, std::uint8_t*, double);
 
 }  // namespace cloudcov

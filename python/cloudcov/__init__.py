@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
 from .covariance import boxcar, build_cov, local_covariance, shift_stack, stack_value
 from . import io
 from .infill import InfillResult, add_sky_noise, prelim_infill
-from .lpi import OUTPUT_COLUMNS, process_ccd
+from .lpi import OUTPUT_COLUMNS, PreparedCCD, prepare_ccd, process_ccd, star_details
 from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
 from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
                       pixel_classes)
@@ -32,7 +32,7 @@ from .tiling import plan_strips
 __version__ = "0.1.0"
 
 __all__ = [
-    "process_ccd", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",
+    "process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",
     "CloudCovError", "CloudCovWarning", "NumericalError",
     "boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",

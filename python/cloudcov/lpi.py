@@ -216,7 +216,7 @@ def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
 
 
 def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=20, rlim=256,
-                 n_draw=2, rng=0, julia_compat=False):
+                 n_draw=2, rng=0, julia_compat=False, flux_floor=1e4):
     """Stamps, pixel classes, mean infill and draws of one star (paper Fig. 5).
 
     Parameters
@@ -229,7 +229,7 @@ def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=2
         Star flux (ADU).
     psf : ndarray or callable
         As in :func:`process_ccd`.
-    Np, widx, widy, thr, rlim, julia_compat
+    Np, widx, widy, thr, rlim, julia_compat, flux_floor
         As in :func:`process_ccd`.
     n_draw : int, optional
         Draws of the hidden pixels to return (default 2).
@@ -257,7 +257,7 @@ def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=2
     cov, mu = local_covariance(prep.image, R, C, Np, widx, widy, julia_compat=julia_compat)
     sl = np.s_[R - h:R + h + 1, C - h:C + h + 1]
     stamp_psf = as_psf_model(psf)(row, col, Np)
-    pc = pixel_classes(prep.bad[sl], stamp_psf, flux, thr=thr, rlim=rlim)
+    pc = pixel_classes(prep.bad[sl], stamp_psf, flux, thr=thr, rlim=rlim, flux_floor=flux_floor)
     res = cond_cov_est(cov, mu, ~pc.good, pc.hidden, prep.raw[sl], prep.stars[sl], pc.psf,
                        export_mean=True, n_draw=n_draw, rng=rng)
     return dict(data=np.asarray(prep.raw[sl], dtype=np.float64), classes=pc, result=res, cov=cov, mu=mu)
@@ -266,7 +266,7 @@ def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=2
 def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
                 widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY, dtype="float32", seed=0,
                 sky_noise=True, julia_compat=False, threads=None, progress=False,
-                convention="crowdsource", rlim=256, guard=True):
+                convention="crowdsource", rlim=256, guard=True, flux_floor=1e4):
     """Run the LPI afterburner on one CCD: corrected fluxes and honest uncertainties.
 
     Parameters
@@ -294,7 +294,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Data-quality mask; nonzero pixels are masked (DECam ``ood``).
     thr : float, optional
         PSF masking threshold in ADU (default 20): pixels with ``flux * psf > thr`` are masked
-        for the covariance and hidden under their star (stars below 1e4 ADU count as 1e4).
+        for the covariance and hidden under their star (stars below ``flux_floor`` count as
+        ``flux_floor``).
     outthr : float, optional
         Residuals with ``|model - image| > outthr`` ADU are masked (default 20000).
     Np : int, optional
@@ -328,6 +329,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     guard : bool, optional
         Condition-number guard of the per-star solve (default True; see
         :func:`cloudcov.cond_cov_est`).
+    flux_floor : float, optional
+        Stars fainter than this are masked as if they had this flux (default 1e4 ADU, the
+        DECaPS2 value; for other units scale it together with ``thr`` and ``outthr``).
 
     Returns
     -------
@@ -353,6 +357,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
     """
     t_start = time.perf_counter()
+    flux_floor = as_float("flux_floor", flux_floor, positive=True)
     (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, max_memory, dt, threads,
      psf_model, table, row, col, flux) = _setup(image, model, sky, catalog, psf, gain, dq, thr,
                                                 outthr, Np, widx, widy, max_memory, dtype,
@@ -362,6 +367,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     meta = dict(thr=thr, outthr=outthr, Np=Np, widx=widx, widy=widy, max_memory=max_memory,
                 dtype=dt.name, gain=gain, sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
                 convention=convention, rlim=float(rlim), guard=bool(guard),
+                flux_floor=flux_floor,
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
                 version=_core.__version__)
     if nstar == 0:
@@ -422,7 +428,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                                   widx, widy, in_raw, in_stars, in_bad_u8,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
                                   np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
-                                  circ, thr, bool(julia_compat), True, bool(guard), threads)
+                                  circ, thr, bool(julia_compat), True, bool(guard), threads,
+                                  flux_floor)
         t_lpi += time.perf_counter() - t0
         for name in res:
             res[name][sel] = out[name]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from . import _core
 from ._validate import as_float, as_image, as_int, as_mask, as_Np, as_numeric_array, as_rng, to_float
@@ -83,7 +84,7 @@ class PixelClasses:
     dnt: int
 
 
-def pixel_classes(kmasked, psf, flux, *, thr=20, circmask=None, rlim=256):
+def pixel_classes(kmasked, psf, flux, *, thr=20, circmask=None, rlim=256, flux_floor=1e4):
     """Classify the pixels of a star's stamp as good, hidden or ignored, and set ``dnt``.
 
     Parameters
@@ -94,13 +95,16 @@ def pixel_classes(kmasked, psf, flux, *, thr=20, circmask=None, rlim=256):
         PSF stamp of the star (peak-normalised or unit-sum, as the photometry used),
         centred on the stamp centre, finite values.
     flux : float
-        Star flux in ADU; pixels with ``psf > thr / max(flux, 1e4)`` are hidden.
+        Star flux in ADU; pixels with ``psf > thr / max(flux, flux_floor)`` are hidden.
     thr : float, optional
         Masking threshold in ADU (default 20).
     circmask : (Np, Np) ndarray of bool, optional
         Pixels beyond the radius cut; default ``circle_mask(Np, rlim)``.
     rlim : float, optional
         Squared radius of the default circle mask (default 256).
+    flux_floor : float, optional
+        Fainter stars are masked as if they had this flux (default 1e4 ADU, CloudCovErr.jl's
+        value for DECam; scale it with ``thr`` for other units).
 
     Returns
     -------
@@ -126,11 +130,12 @@ def pixel_classes(kmasked, psf, flux, *, thr=20, circmask=None, rlim=256):
     kmasked = as_mask("kmasked", kmasked, psf.shape)
     flux = as_float("flux", flux)
     thr = as_float("thr", thr, positive=True)
+    flux_floor = as_float("flux_floor", flux_floor, positive=True)
     if circmask is None:
         circmask = circle_mask(Np, rlim)
     circmask = as_mask("circmask", circmask, psf.shape)
     not_good, hidden, psf_used, kcond0, kcond, kpred, dnt = _core.pixel_classes(
-        kmasked, psf, circmask, flux, thr)
+        kmasked, psf, circmask, flux, thr, flux_floor)
     good = not_good == 0
     hidden = hidden != 0
     return PixelClasses(good=good, hidden=hidden, ignored=~good & ~hidden, psf=psf_used,
@@ -251,8 +256,9 @@ def cond_cov_est(cov, mu, not_good, hidden, data, stars, psf, *, diag_on=True, e
         vecs[name] = to_float(name, _stamp_vector(name, a, n), np.float64)
     n_draw = as_int("n_draw", n_draw, minimum=0)
     keep = bool(export_mean or n_draw)
-    r = _core.cond_cov_est(cov, mu, ng, hd, vecs["data"], vecs["stars"], vecs["psf"],
-                           bool(diag_on), bool(guard), keep)
+    with threadpool_limits(1, user_api="blas"):   # one star: a multi-threaded BLAS only waits
+        r = _core.cond_cov_est(cov, mu, ng, hd, vecs["data"], vecs["stars"], vecs["psf"],
+                               bool(diag_on), bool(guard), keep)
     mean = draws = None
     hidx = np.flatnonzero(hd)
     ok = not (r["dnt"] & 64)

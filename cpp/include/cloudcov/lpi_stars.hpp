@@ -29,6 +29,7 @@ struct StarBatch {
     const double* flux = nullptr;
     const std::uint8_t* circmask = nullptr;  // Np*Np, nonzero beyond the radius
     double thr = 20;
+    double flux_floor = 1e4;  // stars fainter than this are masked as if this bright
     bool julia_compat = false;
     CondOptions opt;
 };

@@ -24,9 +24,10 @@ struct PixelCounts {
 // kmasked, circmask: Np*Np flags (nonzero = masked upstream / beyond the radius).
 // psf: Np*Np stamp, replaced in place by |psf| when it has negative pixels.
 // Outputs: not_good (1 = not used for conditioning), hidden (1 = predicted).
+// Hidden: psf > thr / max(flux, flux_floor) (CloudCovErr.jl: flux_floor = 1e4 ADU).
 template <class T>
 PixelCounts pixel_classes(const std::uint8_t* kmasked, T* psf, const std::uint8_t* circmask,
                           double flux, double thr, idx Np, std::uint8_t* not_good,
-                          std::uint8_t* hidden);
+                          std::uint8_t* hidden, double flux_floor = 1e4);
 
 }  // namespace cloudcov
