@@ -2,7 +2,7 @@
 
 Each script runs in a subprocess into tmp_path; the tests assert the qualitative results
 that must hold even on the small quick configurations (the full-run numbers are in
-validation/results/ and validation/RESULTS_synthetic.md). The two scripts that run
+validation/results/ and validation/RESULTS.md). The two scripts that run
 crowdsource take ~15 s each and are marked slow; the filament-height one takes ~8 s.
 """
 from __future__ import annotations

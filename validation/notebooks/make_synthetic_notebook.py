@@ -28,7 +28,7 @@ CELLS = [
 Loads the committed outputs of `validation/scripts/01_two_filaments.py`,
 `02_filament_height.py` and `03_crowded_field.py` (folders under `validation/results/`) and
 redraws their figures with the scripts' own `plot` functions. To regenerate the data, run the
-scripts (see `validation/RESULTS_synthetic.md` for commands and run times); pass
+scripts (see `validation/RESULTS.md` for commands and run times); pass
 `--out DIR` to the scripts and set `RESULTS` below to look at another run.
 """),
     code("""

@@ -13,7 +13,7 @@ pixel, paper footnote 7) gives the conventional photometry with its own smooth s
 The paper does not give the grid spacing. With 32 px the masks of neighbouring stars
 (radius ~8 px at thr=20, infilled by ``prelim_infill``) sit on the filaments inside most
 129 x 129 training windows and visibly degrade the local covariance (dcflux ripples with the
-grid period, see RESULTS_synthetic.md); the default 64 px keeps the stars isolated, as the
+grid period, see RESULTS.md); the default 64 px keeps the stars isolated, as the
 paper's Fig. 6 suggests. ``--spacing 32 --shape 2048 512 --n-images 16`` reproduces the
 denser variant.
 

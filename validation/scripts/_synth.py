@@ -4,7 +4,7 @@ Conventions (cloudcov's, DESIGN.md sec. 3): images are ``[row, col]`` numpy arra
 crowdsource catalogue ``x`` is the row and ``y`` the column, 0-based, pixel centres at
 integers; cloudcov's residual is ``model - image``; fluxes in ADU, gain in e-/ADU.
 
-DECaPS-like constants (documented in validation/RESULTS_synthetic.md):
+DECaPS-like constants (documented in validation/RESULTS.md):
 
 * sky 300 ADU, gain 4 e-/ADU (per-pixel sky sigma 8.7 ADU); the real DECam CP cutouts in
   ``shared/data/real`` have gains 3.7-3.9 e-/ADU and 45 s r-band sky 174 ADU, DECaPS g
