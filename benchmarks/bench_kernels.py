@@ -90,7 +90,7 @@ def main(argv=None):
         f"({s.nbytes / 2**30:.2f} GiB): 1 thread {t1:.3f} s, 2 threads {t2:.3f} s "
         f"(x{t1 / t2:.2f})")
     say(f"   {per_px * 1e9 / nshift:.3f} ns per output value; {per_px * 1e6:.2f} us per output pixel")
-    say(f"   DECam CCD {CCD[0]}x{CCD[1]}, default budget {DEFAULT_MAX_MEMORY / 2**30:.0f} GiB: "
+    say(f"   DECam CCD {CCD[0]}x{CCD[1]}, default budget {DEFAULT_MAX_MEMORY / 2**20:.0f} MiB: "
         f"{len(strips)} strip(s), stack ring of {strips[0].ring_rows} rows, "
         f"{units / 1e6:.1f} Mpix swept")
     say(f"   => stack stage {ccd_cost:.1f} core-s per CCD (measured on this tile, scaled by the "

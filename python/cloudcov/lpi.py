@@ -452,6 +452,6 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 seconds_total=round(time.perf_counter() - t_start, 3))
     table.meta["cloudcov"] = meta
-    log.info("%d stars in %d strips: %.1f s (stack + stars), guard %d, unstable %d", nstar,
+    log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d", nstar,
              len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
     return table
