@@ -3,7 +3,8 @@
 Each script runs in a subprocess into tmp_path; the tests assert the qualitative results
 that must hold even on the small quick configurations (the full-run numbers are in
 validation/results/ and validation/RESULTS.md). The two scripts that run
-crowdsource take ~15 s each and are marked slow; the filament-height one takes ~8 s.
+crowdsource take ~15 s each; the filament-height one takes ~8 s. All run in the default
+test command (the full runs are the scripts' default mode, not tests).
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ def run_script(name, out, *extra):
     return json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.slow
 def test_two_filaments_quick(tmp_path):
     pytest.importorskip("crowdsource")
     res = run_script("01_two_filaments.py", tmp_path)
@@ -74,7 +74,6 @@ def test_filament_height_quick(tmp_path):
     assert 0.6 < entries["2^14 a=+0"]["fraction"][i] < 1.0
 
 
-@pytest.mark.slow
 def test_crowded_field_quick(tmp_path):
     pytest.importorskip("crowdsource")
     res = run_script("03_crowded_field.py", tmp_path)
