@@ -114,6 +114,18 @@ def parse_slice(text: str) -> slice:
     return slice(lo, hi)
 
 
+def block_grid_to_pixels(grid: np.ndarray, block: int, shape) -> np.ndarray:
+    """Bilinear interpolation of per-block values (block centres) to every pixel of ``shape``,
+    constant beyond the outermost block centres."""
+    nbr, nbc = grid.shape
+    rc = (np.arange(nbr) + 0.5) * block - 0.5
+    cc = (np.arange(nbc) + 0.5) * block - 0.5
+    rp = np.interp(np.arange(shape[0]), rc, np.arange(nbr))
+    cp = np.interp(np.arange(shape[1]), cc, np.arange(nbc))
+    coords = np.meshgrid(rp, cp, indexing="ij")
+    return ndimage.map_coordinates(grid, coords, order=1, mode="nearest")
+
+
 def noise_sigma(im: np.ndarray, lag: int = 6, block: int = 25):
     """Per-pixel grain sigma.
 
@@ -181,13 +193,7 @@ def noise_sigma(im: np.ndarray, lag: int = 6, block: int = 25):
         raise RuntimeError(f"variance-density relation not positive: {coef}")
     grid = np.sqrt(np.where(keep, var, pred))
     grid = ndimage.median_filter(grid, size=3, mode="nearest")
-    # bilinear interpolation from block centres, constant beyond them
-    rc = (np.arange(nbr) + 0.5) * block - 0.5
-    cc = (np.arange(nbc) + 0.5) * block - 0.5
-    rp = np.interp(np.arange(a.shape[0]), rc, np.arange(nbr))
-    cp = np.interp(np.arange(a.shape[1]), cc, np.arange(nbc))
-    coords = np.meshgrid(rp, cp, indexing="ij")
-    sigma = ndimage.map_coordinates(grid, coords, order=1, mode="nearest")
+    sigma = block_grid_to_pixels(grid, block, a.shape)
     return sigma, (float(coef[1]), float(coef[0])), int((~keep).sum())
 
 

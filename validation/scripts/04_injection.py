@@ -171,12 +171,7 @@ def envelope_sigma(im, good, block=40, hp_size=15):
                 grid[i, j] = p50 - p16
     grid[~np.isfinite(grid)] = np.nanmedian(grid)
     grid = ndimage.median_filter(grid, size=3, mode="nearest")
-    rc = (np.arange(nbr) + 0.5) * block - 0.5
-    cc = (np.arange(nbc) + 0.5) * block - 0.5
-    rp = np.interp(np.arange(a.shape[0]), rc, np.arange(nbr))
-    cp = np.interp(np.arange(a.shape[1]), cc, np.arange(nbc))
-    coords = np.meshgrid(rp, cp, indexing="ij")
-    return ndimage.map_coordinates(grid, coords, order=1, mode="nearest")
+    return _load_embedded_module().block_grid_to_pixels(grid, block, a.shape)
 
 
 def load_field(cfg: FieldConfig, quick: bool, mee):
