@@ -5,7 +5,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.table import Table
@@ -108,46 +108,104 @@ class PreparedCCD:
     ci: np.ndarray
 
 
-def _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np, widx,
-             widy, dt, seed, sky_noise, julia_compat):
-    nrow, ncol = image.shape
-    # 1-2. residual and masks
-    resid = model - image
-    psf_big = psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
-    psf_small = psf_model(nrow // 2, ncol // 2, Np)
-    gen_mask_static_psf(bad, psf_big, psf_small, row, col, flux, thr)
+@dataclass(frozen=True)
+class _Inputs:
+    """Validated, normalised inputs of :func:`process_ccd` / :func:`prepare_ccd` (``_setup``).
+
+    Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
+    ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
+    coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype.
+    """
+
+    image: np.ndarray
+    model: np.ndarray
+    sky: np.ndarray
+    bad: np.ndarray
+    gain: float
+    thr: float
+    outthr: float
+    Np: int
+    widx: int
+    widy: int
+    max_memory: int
+    dt: np.dtype
+    threads: int
+    psf_model: object
+    table: Table
+    row: np.ndarray
+    col: np.ndarray
+    flux: np.ndarray
+
+
+def _residual(inp):
+    """Step 1: residual ``model - image`` (CloudCovErr.jl sign, paper footnote 2), float64."""
+    return inp.model - inp.image
+
+
+def _masks(inp, resid):
+    """Step 2: ``inp.bad`` |= static-PSF cores | outliers (|resid| > outthr or not finite).
+
+    Returns the pixels whose residual is not finite (they are set to 0 in ``resid``).
+    """
+    nrow, ncol = inp.image.shape
+    psf_big = inp.psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
+    psf_small = inp.psf_model(nrow // 2, ncol // 2, inp.Np)
+    gen_mask_static_psf(inp.bad, psf_big, psf_small, inp.row, inp.col, inp.flux, inp.thr)
+    bad = inp.bad   # modified in place
     with np.errstate(invalid="ignore"):
-        bad |= ~(np.abs(resid) <= outthr)          # also catches NaN residuals under dq
+        bad |= ~(np.abs(resid) <= inp.outthr)          # also catches NaN residuals under dq
     nonfin = ~np.isfinite(resid)
     resid[nonfin] = 0.0
-    # 3. preliminary infill (on the working precision, as CloudCovErr.jl)
-    resid_t = resid.astype(dt)
-    inf = prelim_infill(resid_t, bad, julia_compat=julia_compat)
-    resid_t[nonfin] = inf.image[nonfin]   # raw stamps never see NaN from flagged pixels
-    # 5. reflective padding (bad mask padded with True)
-    ri = np.rint(row).astype(np.int64)
-    ci = np.rint(col).astype(np.int64)
-    h = (Np - 1) // 2
-    pr = h + (widx - 1) // 2 + outest_bounds(ri, nrow)
-    pc = h + (widy - 1) // 2 + outest_bounds(ci, ncol)
+    return nonfin
+
+
+def _prelim(inp, resid, nonfin, julia_compat):
+    """Step 3: preliminary infill of the masked pixels, in the working precision (as
+    CloudCovErr.jl). Returns the working-precision residual (non-finite pixels replaced by
+    their infill, so that raw stamps never see NaN) and the :class:`InfillResult`."""
+    resid_t = resid.astype(inp.dt)
+    inf = prelim_infill(resid_t, inp.bad, julia_compat=julia_compat)
+    resid_t[nonfin] = inf.image[nonfin]
+    return resid_t, inf
+
+
+def _padding(inp, ri, ci):
+    """Step 5 geometry: rows and columns of reflective padding on each side so that every
+    star's stamp and its covariance boxcar window lie inside the padded image."""
+    nrow, ncol = inp.image.shape
+    h = (inp.Np - 1) // 2
+    pr = h + (inp.widx - 1) // 2 + outest_bounds(ri, nrow)
+    pc = h + (inp.widy - 1) // 2 + outest_bounds(ci, ncol)
+    return pr, pc
+
+
+def _prepare(inp, seed, sky_noise, julia_compat):
+    """Steps 1-5 of :func:`process_ccd`: residual, masks, preliminary infill, padding and sky
+    noise (added to the padded infilled image, whose padding is masked)."""
+    resid = _residual(inp)
+    nonfin = _masks(inp, resid)
+    resid_t, inf = _prelim(inp, resid, nonfin, julia_compat)
+    ri = np.rint(inp.row).astype(np.int64)
+    ci = np.rint(inp.col).astype(np.int64)
+    pr, pc = _padding(inp, ri, ci)
     pad = ((pr, pr), (pc, pc))
     in_image = np.pad(inf.image, pad, mode="reflect")
     in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
-    in_bad = np.pad(bad, pad, mode="constant", constant_values=True)
-    in_stars = np.ascontiguousarray(np.pad((np.abs(model - sky) / gain).astype(dt), pad, mode="reflect"))
-    # 4. Poisson noise on infilled (and padding) pixels
-    if sky_noise:
-        in_sky = np.pad(sky, pad, mode="reflect")
-        in_image = add_sky_noise(in_image, in_bad, in_sky, gain, rng=seed)
+    in_bad = np.pad(inp.bad, pad, mode="constant", constant_values=True)
+    in_stars = np.ascontiguousarray(np.pad((np.abs(inp.model - inp.sky) / inp.gain).astype(inp.dt),
+                                           pad, mode="reflect"))
+    if sky_noise:   # step 4: Poisson noise on infilled (and padding) pixels, eq. 7
+        in_sky = np.pad(inp.sky, pad, mode="reflect")
+        in_image = add_sky_noise(in_image, in_bad, in_sky, inp.gain, rng=seed)
         del in_sky
-    in_image = np.ascontiguousarray(in_image, dtype=dt)
+    in_image = np.ascontiguousarray(in_image, dtype=inp.dt)
     in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
-    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, bad, inf, pr, pc, ri, ci)
+    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, inp.bad, inf, pr, pc, ri, ci)
 
 
 def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
            dtype, threads, convention):
-    """Validate and normalise the inputs of process_ccd / prepare_ccd."""
+    """Validate and normalise the inputs of process_ccd / prepare_ccd into an :class:`_Inputs`."""
     dt = as_dtype("dtype", dtype)
     image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
     model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
@@ -187,8 +245,9 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
     threads = as_int("threads", threads, minimum=1)
     psf_model = as_psf_model(psf)
     table, row, col, flux = _catalog_columns(catalog, convention)
-    return (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, max_memory, dt, threads,
-            psf_model, table, row, col, flux)
+    return _Inputs(image=image, model=model, sky=sky, bad=bad, gain=gain, thr=thr, outthr=outthr,
+                   Np=Np, widx=widx, widy=widy, max_memory=max_memory, dt=dt, threads=threads,
+                   psf_model=psf_model, table=table, row=row, col=col, flux=flux)
 
 
 def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
@@ -208,11 +267,9 @@ def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     TypeError, ValueError
         As :func:`process_ccd`.
     """
-    (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, _, dt, _, psf_model, table, row,
-     col, flux) = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
-                         DEFAULT_MAX_MEMORY, dtype, 1, convention)
-    return _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np, widx,
-                    widy, dt, seed, sky_noise, julia_compat)
+    inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
+                 DEFAULT_MAX_MEMORY, dtype, 1, convention)
+    return _prepare(inp, seed, sky_noise, julia_compat)
 
 
 def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=20, rlim=256,
@@ -358,45 +415,69 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     """
     t_start = time.perf_counter()
     flux_floor = as_float("flux_floor", flux_floor, positive=True)
-    (image, model, sky, bad, gain, thr, outthr, Np, widx, widy, max_memory, dt, threads,
-     psf_model, table, row, col, flux) = _setup(image, model, sky, catalog, psf, gain, dq, thr,
-                                                outthr, Np, widx, widy, max_memory, dtype,
-                                                threads, convention)
-    nstar = len(table)
-    nrow, ncol = image.shape
-    meta = dict(thr=thr, outthr=outthr, Np=Np, widx=widx, widy=widy, max_memory=max_memory,
-                dtype=dt.name, gain=gain, sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
+    inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
+                 max_memory, dtype, threads, convention)
+    del image, model, sky, catalog, dq
+    meta = _run_meta(inp, seed=seed, sky_noise=sky_noise, julia_compat=julia_compat,
+                     convention=convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
+    if len(inp.table) == 0:
+        out = _empty_output(inp.table)
+        out.meta.update(cloudcov=meta)
+        return out
+    prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
+    inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
+    t_prep = time.perf_counter() - t_start
+    psfs = _star_psfs(inp)
+    res, strips, t_lpi = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
+                                       guard=guard, flux_floor=flux_floor, progress=progress)
+    meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
+                infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
+                n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
+                seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
+                seconds_total=round(time.perf_counter() - t_start, 3))
+    table = _output_table(inp, res, meta)
+    log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d",
+             len(table), len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
+    return table
+
+
+def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, flux_floor):
+    """Parameters of the run recorded in the output table's ``meta["cloudcov"]``."""
+    return dict(thr=inp.thr, outthr=inp.outthr, Np=inp.Np, widx=inp.widx, widy=inp.widy,
+                max_memory=inp.max_memory, dtype=inp.dt.name, gain=inp.gain,
+                sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
                 convention=convention, rlim=float(rlim), guard=bool(guard),
                 flux_floor=flux_floor,
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
                 version=_core.__version__)
-    if nstar == 0:
-        out = _empty_output(table)
-        out.meta.update(cloudcov=meta)
-        return out
 
-    prep = _prepare(image, model, sky, bad, row, col, flux, psf_model, gain, thr, outthr, Np,
-                    widx, widy, dt, seed, sky_noise, julia_compat)
-    in_image, in_raw, in_stars, in_bad_u8 = prep.image, prep.raw, prep.stars, prep.bad
-    inf, pr, pc, ri, ci = prep.infill, prep.pad_rows, prep.pad_cols, prep.ri, prep.ci
-    bad = prep.mask
-    del prep
-    del image, model, sky   # our float64 copies are no longer needed: free them before the stack
-    t_prep = time.perf_counter() - t_start
 
-    # PSF stamps per star and output buffers
-    psfs = np.empty((nstar, Np, Np), dtype=dt)
-    for k in range(nstar):
-        psfs[k] = psf_model(row[k], col[k], Np)
+def _star_psfs(inp):
+    """PSF stamp of every star at its own position, ``(nstar, Np, Np)`` in the working dtype."""
+    psfs = np.empty((len(inp.table), inp.Np, inp.Np), dtype=inp.dt)
+    for k in range(len(inp.table)):
+        psfs[k] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
+    return psfs
+
+
+def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, progress):
+    """Step 6: the stack in memory-budgeted vertical strips, each swept once top to bottom
+    with its stack kept in a ring buffer, and the per-star covariance, pixel classes and
+    conditioning of the strip's stars (``_core.lpi_strip``).
+
+    Returns the per-star result arrays (float64 floats, NaN where unset), the strips and the
+    seconds spent in the kernel.
+    """
+    Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
+    nstar = len(inp.table)
     circ = circle_mask(Np, rlim).astype(np.uint8)
-    R, C = ri + pr, ci + pc
+    R, C = prep.ri + prep.pad_rows, prep.ci + prep.pad_cols
     res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
     res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
                kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
-
-    # 6. strips: each swept top to bottom, its stack kept in a ring buffer of ring_rows rows
     strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
-                         Np, widx, widy, max_memory, dt)
+                         Np, widx, widy, inp.max_memory, dt)
     nslot = int(_core.n_slots(Np))
     h = (Np - 1) // 2
     mr, mc = h + (widx - 1) // 2, h + (widy - 1) // 2
@@ -424,11 +505,11 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
         t0 = time.perf_counter()
         with threadpool_limits(1):
-            out = _core.lpi_strip(in_image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
-                                  widx, widy, in_raw, in_stars, in_bad_u8,
+            out = _core.lpi_strip(prep.image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
+                                  widx, widy, prep.raw, prep.stars, prep.bad,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
-                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
-                                  circ, thr, bool(julia_compat), True, bool(guard), threads,
+                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(inp.flux[sel]),
+                                  circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
                                   flux_floor)
         t_lpi += time.perf_counter() - t0
         for name in res:
@@ -437,21 +518,18 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
                   sel.size, ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any strip"
+    return res, strips, t_lpi
 
-    # 7. output table
+
+def _output_table(inp, res, meta):
+    """Step 7: the input catalogue plus the LPI columns (``cflux = flux + fdb_pred - fdb_res``,
+    eq. 9) in the dtypes of :data:`OUTPUT_COLUMNS`, with ``meta["cloudcov"]``."""
+    table = inp.table
     fdb_tot = res["fdb_pred"] - res["fdb_res"]
-    table["cflux"] = (flux + fdb_tot).astype(np.float32)
+    table["cflux"] = (inp.flux + fdb_tot).astype(np.float32)
     for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
         table[name] = res[name].astype(np.float32)
     for name in ("kcond0", "kcond", "kpred", "dnt"):
         table[name] = res[name].astype(OUTPUT_COLUMNS[name])
-    meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
-                infill_rounds=inf.rounds, infill_fallback=inf.n_fallback,
-                n_masked=int(bad.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
-                n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=threads,
-                seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
-                seconds_total=round(time.perf_counter() - t_start, 3))
     table.meta["cloudcov"] = meta
-    log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d", nstar,
-             len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
     return table
