@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -12,7 +11,8 @@ from astropy.table import Table
 from threadpoolctl import threadpool_limits
 
 from . import _core
-from ._validate import as_dtype, as_float, as_image, as_int, as_mask, as_Np, same_shape
+from ._validate import (as_dtype, as_float, as_image, as_int, as_mask, as_Np, available_cores,
+                        cap_threads, same_shape)
 from .errors import CloudCovWarning
 from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
@@ -30,6 +30,10 @@ OUTPUT_COLUMNS = {
     "fdb_res": np.float32, "fdb_pred": np.float32, "cchi2": np.float32,
     "kcond0": np.int32, "kcond": np.int32, "kpred": np.int32, "dnt": np.int8,
 }
+
+#: dnt bit of stars that are not measured (stamp off the image, or NaN/inf/masked x, y, flux).
+#: It is the sign bit of the int8 column: those stars have ``dnt < 0``.
+DNT_NOT_MEASURED = 128
 
 #: Size of the static PSF stamp used to mask bright stars (CloudCovErr.jl: 511).
 BIG_PSF_SIZE = 511
@@ -51,9 +55,15 @@ def _catalog_columns(catalog, convention):
     for name in ("x", "y", "flux"):
         if name not in table.colnames:
             raise ValueError(f"catalog: missing column '{name}' (have {table.colnames})")
-    x = np.asarray(table["x"], dtype=np.float64)
-    y = np.asarray(table["y"], dtype=np.float64)
-    flux = np.asarray(table["flux"], dtype=np.float64)
+    cols, usable = {}, np.ones(len(table), bool)
+    for name in ("x", "y", "flux"):
+        col = table[name]
+        try:
+            cols[name] = np.asarray(np.ma.getdata(col), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"catalog: column '{name}' is not numeric ({exc})") from exc
+        usable &= np.isfinite(cols[name]) & ~np.ma.getmaskarray(col)
+    x, y, flux = cols["x"], cols["y"], cols["flux"]
     if convention == "crowdsource":
         row, col = x, y
     elif convention == "photutils":
@@ -61,16 +71,44 @@ def _catalog_columns(catalog, convention):
     else:
         raise ValueError(f"convention: expected 'crowdsource' (x = row) or 'photutils' "
                          f"(x = column), got {convention!r}")
-    for name, a in (("x", x), ("y", y), ("flux", flux)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"catalog: column '{name}' contains NaN or infinite values")
-    return table, row, col, flux
+    return table, row, col, flux, usable
 
 
-def _empty_output(table):
-    for name, dt in OUTPUT_COLUMNS.items():
-        table[name] = np.zeros(len(table), dtype=dt)
-    return table
+def _row_list(idx, limit=10):
+    """``"3, 17, 20"`` (catalogue row numbers, at most ``limit`` then ``...``)."""
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return shown + (", ..." if len(idx) > limit else "")
+
+
+def _measurable(row, col, usable, shape, Np, stacklevel=4):
+    """Stars whose Np x Np stamp overlaps the image and whose x, y, flux are usable.
+
+    The others are not measured (dnt bit 128, NaN outputs): padding the image out to them
+    would make memory and time depend on catalogue positions. Warns with their count.
+    """
+    h = (Np - 1) // 2
+    ri, ci = _centres(row, usable), _centres(col, usable)
+    overlap = usable & (ri + h >= 0) & (ri - h < shape[0]) & (ci + h >= 0) & (ci - h < shape[1])
+    off = np.flatnonzero(usable & ~overlap)
+    unusable = np.flatnonzero(~usable)
+    if off.size or unusable.size:
+        parts = []
+        if off.size:
+            parts.append(f"{off.size} whose {Np}x{Np} stamp does not overlap the {shape[0]}x{shape[1]} "
+                         f"image (rows {_row_list(off)})")
+        if unusable.size:
+            parts.append(f"{unusable.size} with NaN, infinite or masked x, y or flux "
+                         f"(rows {_row_list(unusable)})")
+        warnings.warn(f"catalog: {off.size + unusable.size} of {len(row)} stars not measured: "
+                      + "; ".join(parts) + f" (NaN outputs, dnt bit {DNT_NOT_MEASURED})",
+                      CloudCovWarning, stacklevel=stacklevel)
+    return overlap
+
+
+def _centres(v, usable):
+    """Stamp centres ``rint(v)`` as int64 (0 for unusable rows; far values clipped to
+    +-2**62 so that the cast is exact and later arithmetic cannot overflow)."""
+    return np.where(usable, np.rint(np.clip(np.where(usable, v, 0.0), -2.0**62, 2.0**62)), 0).astype(np.int64)
 
 
 @dataclass
@@ -93,7 +131,11 @@ class PreparedCCD:
     pad_rows, pad_cols : int
         Padding added on each side; padded pixel (r + pad_rows, c + pad_cols) is image (r, c).
     ri, ci : ndarray of int64
-        Stamp centres ``rint(row)``, ``rint(col)`` in image coordinates.
+        Stamp centres ``rint(row)``, ``rint(col)`` in image coordinates (0 for stars with
+        NaN, infinite or masked positions; clipped to +-2**62).
+    measured : ndarray of bool
+        Stars whose stamp overlaps the image and whose x, y, flux are finite and unmasked;
+        the others are not measured (dnt bit 128) and do not widen the padding.
     """
 
     image: np.ndarray
@@ -106,6 +148,7 @@ class PreparedCCD:
     pad_cols: int
     ri: np.ndarray
     ci: np.ndarray
+    measured: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -113,7 +156,9 @@ class _Inputs:
     """Validated, normalised inputs of :func:`process_ccd` / :func:`prepare_ccd` (``_setup``).
 
     Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
-    ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
+    ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``usable``
+    marks catalogue rows with finite, unmasked x, y and flux (they enter the static-PSF mask),
+    ``measured`` those of them whose stamp overlaps the image (they are processed); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
     coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype.
     """
 
@@ -135,6 +180,8 @@ class _Inputs:
     row: np.ndarray
     col: np.ndarray
     flux: np.ndarray
+    usable: np.ndarray
+    measured: np.ndarray
 
 
 def _residual(inp):
@@ -146,16 +193,29 @@ def _masks(inp, resid):
     """Step 2: ``inp.bad`` |= static-PSF cores | outliers (|resid| > outthr or not finite).
 
     Returns the pixels whose residual is not finite (they are set to 0 in ``resid``).
+    Raises ValueError naming each mask's share when no pixel is left.
     """
     nrow, ncol = inp.image.shape
     psf_big = inp.psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
     psf_small = inp.psf_model(nrow // 2, ncol // 2, inp.Np)
-    gen_mask_static_psf(inp.bad, psf_big, psf_small, inp.row, inp.col, inp.flux, inp.thr)
     bad = inp.bad   # modified in place
+    n_dq = int(bad.sum())
+    u = inp.usable
+    static = np.zeros_like(bad)
+    gen_mask_static_psf(static, psf_big, psf_small, inp.row[u], inp.col[u], inp.flux[u], inp.thr)
+    bad |= static
     with np.errstate(invalid="ignore"):
-        bad |= ~(np.abs(resid) <= inp.outthr)          # also catches NaN residuals under dq
+        outlier = ~(np.abs(resid) <= inp.outthr)          # also catches NaN residuals under dq
+    bad |= outlier
     nonfin = ~np.isfinite(resid)
     resid[nonfin] = 0.0
+    if bad.all():
+        raise ValueError(
+            f"every one of the {bad.size} pixels is masked, nothing is left to learn the "
+            f"covariance from: dq flags {n_dq}, the static-PSF cores of the catalogue "
+            f"(thr = {inp.thr:g}) cover {int(static.sum())}, |model - image| > outthr "
+            f"(= {inp.outthr:g}) or non-finite: {int(outlier.sum())} "
+            f"({int(nonfin.sum())} non-finite)")
     return nonfin
 
 
@@ -171,7 +231,8 @@ def _prelim(inp, resid, nonfin, julia_compat):
 
 def _padding(inp, ri, ci):
     """Step 5 geometry: rows and columns of reflective padding on each side so that every
-    star's stamp and its covariance boxcar window lie inside the padded image."""
+    measured star's stamp and its covariance boxcar window lie inside the padded image (at
+    most ``Np - 1 + (wid - 1) // 2`` on each side: unmeasured stars do not count)."""
     nrow, ncol = inp.image.shape
     h = (inp.Np - 1) // 2
     pr = h + (inp.widx - 1) // 2 + outest_bounds(ri, nrow)
@@ -185,9 +246,8 @@ def _prepare(inp, seed, sky_noise, julia_compat):
     resid = _residual(inp)
     nonfin = _masks(inp, resid)
     resid_t, inf = _prelim(inp, resid, nonfin, julia_compat)
-    ri = np.rint(inp.row).astype(np.int64)
-    ci = np.rint(inp.col).astype(np.int64)
-    pr, pc = _padding(inp, ri, ci)
+    ri, ci = _centres(inp.row, inp.usable), _centres(inp.col, inp.usable)
+    pr, pc = _padding(inp, ri[inp.measured], ci[inp.measured])
     pad = ((pr, pr), (pc, pc))
     in_image = np.pad(inf.image, pad, mode="reflect")
     in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
@@ -200,7 +260,8 @@ def _prepare(inp, seed, sky_noise, julia_compat):
         del in_sky
     in_image = np.ascontiguousarray(in_image, dtype=inp.dt)
     in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
-    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, inp.bad, inf, pr, pc, ri, ci)
+    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, inp.bad, inf, pr, pc, ri, ci,
+                       inp.measured)
 
 
 def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
@@ -239,15 +300,34 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
     Np = as_Np(Np)
     widx = as_int("widx", widx, minimum=1, odd=True)
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    _check_geometry(image.shape, Np, widx, widy)
     max_memory = as_int("max_memory", max_memory, minimum=1)
     if threads is None or threads == 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = as_int("threads", threads, minimum=1)
+        threads = available_cores()
+    threads = cap_threads(as_int("threads", threads, minimum=1), stacklevel=4)
     psf_model = as_psf_model(psf)
-    table, row, col, flux = _catalog_columns(catalog, convention)
+    table, row, col, flux, usable = _catalog_columns(catalog, convention)
+    measured = _measurable(row, col, usable, image.shape, Np)
     return _Inputs(image=image, model=model, sky=sky, bad=bad, gain=gain, thr=thr, outthr=outthr,
                    Np=Np, widx=widx, widy=widy, max_memory=max_memory, dt=dt, threads=threads,
-                   psf_model=psf_model, table=table, row=row, col=col, flux=flux)
+                   psf_model=psf_model, table=table, row=row, col=col, flux=flux, usable=usable,
+                   measured=measured)
+
+
+def _check_geometry(shape, Np, widx, widy):
+    """Refuse stamps and boxcar windows larger than the image, and windows of one sample.
+
+    Larger ones would be filled by reflected copies of the image (repeated samples, singular
+    covariances); ``widx = widy = 1`` leaves N - 1 = 0 in the covariance normalisation.
+    """
+    for name, w, n, axis in (("Np", Np, shape[0], "rows"), ("Np", Np, shape[1], "columns"),
+                             ("widx", widx, shape[0], "rows"), ("widy", widy, shape[1], "columns")):
+        if w > n:
+            raise ValueError(f"{name}: {w} pixels is larger than the image ({n} {axis}, image "
+                             f"shape {shape}); use {name} <= {n}")
+    if widx * widy < 2:
+        raise ValueError("widx, widy: the N/(N-1) covariance normalisation needs N = widx * widy "
+                         ">= 2 boxcar samples, got widx = widy = 1")
 
 
 def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
@@ -420,10 +500,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     del image, model, sky, catalog, dq
     meta = _run_meta(inp, seed=seed, sky_noise=sky_noise, julia_compat=julia_compat,
                      convention=convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
-    if len(inp.table) == 0:
-        out = _empty_output(inp.table)
-        out.meta.update(cloudcov=meta)
-        return out
+    if not inp.measured.any():     # empty catalogue, or no star on the image
+        meta.update(n_not_measured=len(inp.table))
+        return _output_table(inp, _star_results(inp), meta)
     prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
     inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
     t_prep = time.perf_counter() - t_start
@@ -433,6 +512,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
                 infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
                 n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                n_not_measured=int(np.sum(~inp.measured)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 seconds_total=round(time.perf_counter() - t_start, 3))
@@ -454,11 +534,23 @@ def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, fl
 
 
 def _star_psfs(inp):
-    """PSF stamp of every star at its own position, ``(nstar, Np, Np)`` in the working dtype."""
-    psfs = np.empty((len(inp.table), inp.Np, inp.Np), dtype=inp.dt)
-    for k in range(len(inp.table)):
-        psfs[k] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
+    """PSF stamp of every measured star at its own position, ``(nmeasured, Np, Np)`` in the
+    working dtype (catalogue order)."""
+    idx = np.flatnonzero(inp.measured)
+    psfs = np.empty((idx.size, inp.Np, inp.Np), dtype=inp.dt)
+    for j, k in enumerate(idx):
+        psfs[j] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
     return psfs
+
+
+def _star_results(inp):
+    """Per-star output buffers: NaN floats, zero counts, dnt bit 128 on unmeasured stars."""
+    nstar = len(inp.table)
+    res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
+    res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
+               kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
+    res["dnt"][~inp.measured] = np.uint8(DNT_NOT_MEASURED).view(np.int8)
+    return res
 
 
 def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, progress):
@@ -466,16 +558,16 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     with its stack kept in a ring buffer, and the per-star covariance, pixel classes and
     conditioning of the strip's stars (``_core.lpi_strip``).
 
-    Returns the per-star result arrays (float64 floats, NaN where unset), the strips and the
-    seconds spent in the kernel.
+    Returns the per-star result arrays of every catalogue row (float64 floats; unmeasured
+    stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips and the seconds
+    spent in the kernel.
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
-    nstar = len(inp.table)
     circ = circle_mask(Np, rlim).astype(np.uint8)
-    R, C = prep.ri + prep.pad_rows, prep.ci + prep.pad_cols
-    res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
-    res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
-               kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
+    stars = np.flatnonzero(inp.measured)            # psfs[j] is star stars[j]
+    R, C = prep.ri[stars] + prep.pad_rows, prep.ci[stars] + prep.pad_cols
+    flux = inp.flux[stars]
+    res = _star_results(inp)
     strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
                          Np, widx, widy, inp.max_memory, dt)
     nslot = int(_core.n_slots(Np))
@@ -494,7 +586,7 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         except ImportError:  # pragma: no cover
             pass
     t_lpi = 0.0
-    done = np.zeros(nstar, bool)
+    done = np.zeros(stars.size, bool)
     for strip in it:
         sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
         if sel.size == 0:
@@ -508,12 +600,12 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
             out = _core.lpi_strip(prep.image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
                                   widx, widy, prep.raw, prep.stars, prep.bad,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
-                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(inp.flux[sel]),
+                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
                                   circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
                                   flux_floor)
         t_lpi += time.perf_counter() - t0
         for name in res:
-            res[name][sel] = out[name]
+            res[name][stars[sel]] = out[name]
         done[sel] = True
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
                   sel.size, ring_rows, time.perf_counter() - t0)
