@@ -416,7 +416,11 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Sky/background model (crowdsource ``SKY``), finite.
     catalog : astropy Table, structured array, dict of arrays or DataFrame
         Detections with columns ``x``, ``y`` (0-based pixel coordinates, centres at
-        integers) and ``flux`` (ADU). See ``convention``. Stars off the image are allowed.
+        integers) and ``flux`` (ADU). See ``convention``. Stars whose Np x Np stamp overlaps
+        the image are measured (off-image stamp pixels are masked and reflected). Stars whose
+        stamp misses the image, or whose ``x``, ``y`` or ``flux`` is NaN, infinite or masked,
+        are not measured: NaN floats, zero counts, dnt bit 128, and one CloudCovWarning
+        naming their count and rows; they never change the padding, memory or time.
     psf : ndarray, callable, crowdsource PSF or crowdsource PSF record
         PSF stamp (odd, square, centred), ``psf(row, col, size) -> (size, size)``, a
         crowdsource PSF object, or a crowdsource ``serialize()`` record (DECaPS ``<CCD>_PSF``
@@ -454,8 +458,10 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         local mean, float32 arithmetic order in the covariance lookup, zero-including median
         in the infill fallback.
     threads : int or None, optional
-        Threads of the C++ kernels; None or 0 uses every core available to the process.
-        Results are bitwise identical for any thread count.
+        Threads of the C++ kernels; None or 0 uses every core available to the process
+        (``os.sched_getaffinity``). Larger requests are lowered to that with a
+        CloudCovWarning, so memory never depends on the request. Results are bitwise
+        identical for any thread count.
     progress : bool, optional
         Show a progress bar over strips (tqdm) on a terminal.
     convention : {"crowdsource", "photutils"}, optional
@@ -475,13 +481,16 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     astropy.table.Table
         Every input column plus ``cflux`` (= ``flux + fdb_tot``), ``dcflux``,
         ``dcflux_diag``, ``fdb_res``, ``fdb_pred``, ``cchi2`` (float32), ``kcond0``,
-        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8); ``meta`` holds the parameters,
-        the package version, the seed, infill statistics and timings.
+        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8, bits in :data:`cloudcov.DNT_BITS`;
+        bit 128, not measured, is the sign bit); ``meta`` holds the parameters, the package
+        version, the seed, infill statistics, ``n_not_measured`` and timings.
 
     Raises
     ------
     TypeError, ValueError
-        Invalid arrays (shape mismatch, NaN in the model, bad dtype), parameters or catalogue.
+        Invalid arrays (shape mismatch, NaN in the model, bad dtype), parameters or catalogue;
+        ``Np``, ``widx`` or ``widy`` larger than the image; ``widx = widy = 1``; every pixel
+        masked (the message gives the share of dq, the static-PSF cores and ``outthr``).
 
     Notes
     -----
