@@ -267,3 +267,15 @@ def test_strip_kernel_valid_call():
 def test_strip_kernel_extreme_values(kw, msg):
     with pytest.raises(ValueError, match=msg):
         _core.lpi_strip(*_strip_list(_strip_args(), **kw))
+
+
+def test_build_cov_refuses_other_widths_than_the_stack():
+    x = np.random.default_rng(5).standard_normal((30, 30))
+    b, s = cc.shift_stack(x, 5, 7, 9)
+    assert s.widths == (7, 9) and s[:, 2:].widths == (7, 9)
+    cov, mu = cc.build_cov(b, s, 6, 6, 5, 7, 9)
+    ref, _ = cc.local_covariance(x, 6 + 3 + 2 - 2, 6 + 4 + 2 - 2, 5, 7, 9)
+    np.testing.assert_allclose(cov, ref, rtol=1e-12)
+    for widx, widy in ((9, 7), (7, None), (7, 7), (5, 9)):
+        with pytest.raises(ValueError, match=r"differ from the boxcar widths \(7, 9\) the stack"):
+            cc.build_cov(b, s, 6, 6, 5, widx, widy)
