@@ -141,6 +141,7 @@ def test_synthetic_matches_reference_star_by_star(synthetic):
     image, model, sky, cat, psf, dq = synthetic
     out, got, want = run_both(image, model, sky, cat, psf, 3.7, dq, n_off=2, **SYN)
     assert_star_by_star(out, got, want)
+    assert out.meta["cloudcov"]["n_masked"] == want["bad"].sum()     # dq | static PSF | outliers
     dnt = want["dnt"]
     # the catalogue exercises what it is meant to
     assert np.all(np.isfinite(want["dcflux"][dnt & 128 == 0]))
@@ -178,5 +179,6 @@ def test_real_cutout_matches_reference_star_by_star(real_cutout):
     out, got, want = run_both(image, model, sky, cat, psf, gain, dq, thr=1000, Np=11, widx=17,
                               widy=17, rlim=25)
     assert_star_by_star(out, got, want)
+    assert out.meta["cloudcov"]["n_masked"] == want["bad"].sum()
     assert np.all(want["dnt"] & 24 == 24)       # the crowdsource PSF has negative pixels
     assert np.all(np.isfinite(want["dcflux"]))
