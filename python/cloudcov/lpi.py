@@ -40,7 +40,8 @@ BIG_PSF_SIZE = 511
 
 
 def _catalog_columns(catalog, convention):
-    """Return (table, row, col, flux) from a table-like catalogue."""
+    """Return (table, row, col, flux, usable) from a table-like catalogue; ``usable`` marks rows
+    whose x, y and flux are finite and not masked."""
     if isinstance(catalog, Table):
         table = catalog.copy(copy_data=True)
     elif isinstance(catalog, np.ndarray) and catalog.dtype.names:
