@@ -182,3 +182,19 @@ def test_real_cutout_matches_reference_star_by_star(real_cutout):
     assert out.meta["cloudcov"]["n_masked"] == want["bad"].sum()
     assert np.all(want["dnt"] & 24 == 24)       # the crowdsource PSF has negative pixels
     assert np.all(np.isfinite(want["dcflux"]))
+
+
+def test_prelim_infill_matches_reference_at_the_min_good_boundary():
+    """The preliminary infill (step 3) alone on a 96%-masked field, where many infill windows
+    hold exactly min_good = 10 good pixels: those must wait for a wider window (> 10, paper
+    sec. 2.5 "10+" as CloudCovErr.jl's ``bimageI .> 10``)."""
+    rng = np.random.default_rng(11)
+    resid = correlated_field(rng, (60, 50), scale=2.0, amp=3.0, noise=0.5)
+    bad = rng.random(resid.shape) < 0.96
+    from scipy import ndimage
+    counts = ndimage.correlate((~bad).astype(np.int64), np.ones((19, 19), np.int64), mode="mirror")
+    assert np.sum(bad & (counts == 10)) >= 20          # the boundary is exercised
+    got = cc.prelim_infill(resid, bad)
+    want = ref.prelim_infill(resid, bad)
+    np.testing.assert_allclose(got.image, want, rtol=1e-12, atol=1e-12)
+    assert got.rounds >= 2
