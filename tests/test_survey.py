@@ -1,8 +1,6 @@
 """Exposure runner and CLI: outputs, round trips, seeds, kill + resume, bad inputs."""
 import logging
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -10,12 +8,12 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from _survey_files import copy_exposure, survey_exposure  # noqa: F401  (session fixture)
+from _survey_files import copy_exposure, run_cli_killed, survey_exposure  # noqa: F401
 from cloudcov import OUTPUT_COLUMNS, __version__
 from cloudcov.cli import main
 from cloudcov.io import ccd_status, read_output, write_ccd_output
 from cloudcov.io.output import part_path
-from cloudcov.survey import KILL_HOOK_ENV, ccd_seed, date_seed, lpi_params, parse_bytes
+from cloudcov.survey import ccd_seed, date_seed, lpi_params, parse_bytes
 
 FAST = ["--Np", "9", "--wx", "21", "--threads", "1"]
 LPI = list(OUTPUT_COLUMNS)
@@ -102,11 +100,22 @@ def test_hdf5_output_and_ccd_command(reference, survey_exposure, tmp_path, caplo
     with h5py.File(h5, "r") as f:
         assert f.attrs["format"] == "cloudcov-cer" and f.attrs["cloudcov_version"] == __version__
         assert "EXPNUM" in f.attrs["primary_header"]
-        g = f["N6"]
-        assert g["dnt"].dtype == np.int8 and g["cflux"].dtype == np.float32
-        assert g["cflux"].compression == "gzip" and g["cflux"].fletcher32
+        g = f["N6"]                     # one compound dataset per CCD (h5py, pandas)
+        assert isinstance(g, h5py.Dataset) and g.dtype.names[-len(LPI):] == tuple(LPI)
+        assert g.dtype["dnt"] == np.int8 and g.dtype["cflux"] == np.float32
+        assert g.compression == "gzip" and g.fletcher32 and g.shuffle
         assert g.attrs["Np"] == 9 and g.attrs["thr"] == 20.0 and g.attrs["complete"]
         assert g.attrs["input_cat"] == survey_exposure["files"]["cat"]
+        assert len(g.attrs["sha256"]) == 64
+    # plain astropy reads a CCD back with its units and metadata
+    import astropy.units as u
+    t = Table.read(h5, path="N6")
+    ref6 = read_output(reference, "N6")
+    assert t.colnames == ref6.colnames and t["cflux"].unit == u.adu
+    assert t["dcflux"].unit == u.adu and t["kcond"].unit is None
+    np.testing.assert_array_equal(t["cflux"], ref6["cflux"])
+    assert t.meta["params"] == ref6.meta["params"] and t.meta["ccd"] == "N6"
+    assert t.meta["info"]["files"]["cat"] == survey_exposure["files"]["cat"]
     # one CCD from explicit file names: same seed (date from the ooi name), same result
     f = survey_exposure["files"]
     one = tmp_path / "n6.fits"
@@ -144,9 +153,7 @@ def test_roundtrip_empty_and_dtypes(tmp_path):
 
 
 def test_kill_then_resume_equals_uninterrupted(reference, survey_exposure, tmp_path, caplog):
-    env = dict(os.environ, **{KILL_HOOK_ENV: "before_replace:2"})
-    proc = subprocess.run([sys.executable, "-m", "cloudcov", "-v", *_args(survey_exposure, tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli_killed(["-v", *_args(survey_exposure, tmp_path)], "*.parts/*", 2)
     assert proc.returncode == -9, proc.stderr            # SIGKILL while writing N2
     parts = tmp_path / f"{OUT_NAME}.fits.parts"
     assert (parts / "N6.fits").exists() and not (parts / "N2.fits").exists()

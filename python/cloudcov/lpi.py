@@ -12,6 +12,7 @@ from astropy.table import Table
 from threadpoolctl import threadpool_limits
 
 from . import _core
+from ._columns import OUTPUT_COLUMNS, set_output_units
 from ._validate import as_dtype, as_float, as_image, as_int, as_mask, as_Np, same_shape
 from .errors import CloudCovWarning
 from .infill import add_sky_noise, prelim_infill
@@ -24,12 +25,6 @@ __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_
 
 log = logging.getLogger("cloudcov")
 
-#: Output columns added to the catalogue and their dtypes (DESIGN.md sec. 4).
-OUTPUT_COLUMNS = {
-    "cflux": np.float32, "dcflux": np.float32, "dcflux_diag": np.float32,
-    "fdb_res": np.float32, "fdb_pred": np.float32, "cchi2": np.float32,
-    "kcond0": np.int32, "kcond": np.int32, "kpred": np.int32, "dnt": np.int8,
-}
 
 #: Size of the static PSF stamp used to mask bright stars (CloudCovErr.jl: 511).
 BIG_PSF_SIZE = 511
@@ -70,7 +65,7 @@ def _catalog_columns(catalog, convention):
 def _empty_output(table):
     for name, dt in OUTPUT_COLUMNS.items():
         table[name] = np.zeros(len(table), dtype=dt)
-    return table
+    return set_output_units(table)
 
 
 @dataclass
@@ -454,4 +449,4 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     table.meta["cloudcov"] = meta
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d", nstar,
              len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
-    return table
+    return set_output_units(table)
