@@ -43,6 +43,9 @@ def _quiet_fits_warnings():
     warnings.filterwarnings("ignore", message=r".*following header keyword is invalid",
                             category=AstropyUserWarning)
     warnings.filterwarnings("ignore", category=VerifyWarning)
+    # a cut file: get_hdu / fits_layout_problem / truncation_problem say so in the error
+    warnings.filterwarnings("ignore", message=r"File may have been truncated",
+                            category=AstropyUserWarning)
 
 
 @contextlib.contextmanager
@@ -109,7 +112,7 @@ def fits_layout_problem(path, hdul, index):
     size = os.path.getsize(path)
     hdu = hdul[index]
     hdr = hdu.header
-    info = hdul.fileinfo(index)
+    info = hdu.fileinfo()       # (HDUList.fileinfo would parse every later header)
     if info is None:
         return None
     end = int(info["datLoc"]) + int(info["datSpan"])
@@ -194,7 +197,21 @@ def extension_names(hdul):
 
 
 def get_hdu(hdul, path, extname, kind):
-    """``hdul[extname]`` or an :class:`InputFileError` that names the file and extension."""
+    """``hdul[extname]`` or an :class:`InputFileError` that names the file and extension.
+
+    The extension's header is checked against the file (:func:`fits_layout_problem`): a
+    truncated file or a header that lies about its data size (BITPIX, NAXISn, TFORMn) is
+    reported as such, not as a missing extension or a failed reshape.
+    """
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        # garbage parsed as a header after a lying one: the checks below name the cause
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return _get_hdu(hdul, path, extname, kind)
+
+
+def _get_hdu(hdul, path, extname, kind):
     try:
         hdu = hdul[extname]
     except KeyError:
