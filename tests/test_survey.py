@@ -67,6 +67,7 @@ def test_exposure_fits_output(reference, survey_exposure, capsys):
         cat = h["N6_CAT"]
         assert cat.columns["dnt"].format == "B" and cat.columns["kcond"].format == "J"
         assert cat.columns["cflux"].format == "E" and cat.columns["decapsid"].format == "K"
+        assert cat.columns["cflux"].unit == "adu" and cat.columns["dcflux"].unit == "adu"
         assert cat.header["LPINP"] == 9 and cat.header["LPIWIDX"] == 21
         assert cat.verify_checksum() == 1 and cat.verify_datasum() == 1
     out = read_output(reference)

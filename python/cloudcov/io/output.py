@@ -520,7 +520,10 @@ def _read_h5_ccd(f, name):
         params = info = None
     t = Table(t, copy=False)
     for c in t.colnames:
-        t[c] = native(np.asarray(t[c])) if t[c].dtype.byteorder not in ("=", "|") else t[c]
+        if t[c].dtype.byteorder not in ("=", "|") and t[c].dtype.str[0] != np.dtype("=f8").str[0]:
+            unit = t[c].unit
+            t[c] = native(np.asarray(t[c]))
+            t[c].unit = unit
     t.meta = {"params": params if params is not None else json.loads(d.attrs["params_json"]),
               "info": info if info is not None else json.loads(d.attrs["info_json"])}
     return restore_dtypes(t)
