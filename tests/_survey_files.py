@@ -224,3 +224,14 @@ def run_cli_killed(argv, pattern, nth=1, timeout=300):
 
     return subprocess.run([sys.executable, "-c", _KILL_PROGRAM, pattern, str(nth), *argv],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_outputs(a, b):
+    """Two ``read_output`` dicts hold the same CCDs, columns, dtypes, values and parameters."""
+    assert list(a) == list(b)
+    for ccd in a:
+        assert a[ccd].colnames == b[ccd].colnames
+        for c in a[ccd].colnames:
+            assert a[ccd][c].dtype == b[ccd][c].dtype, c
+            np.testing.assert_array_equal(a[ccd][c], b[ccd][c], err_msg=f"{ccd} {c}")
+        assert a[ccd].meta["params"] == b[ccd].meta["params"]

@@ -8,7 +8,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from _survey_files import copy_exposure, run_cli_killed, survey_exposure  # noqa: F401
+from _survey_files import (assert_same_outputs, copy_exposure, run_cli_killed,  # noqa: F401
+                           survey_exposure)
 from cloudcov import OUTPUT_COLUMNS, __version__
 from cloudcov.cli import main
 from cloudcov.io import ccd_status, read_output, write_ccd_output
@@ -23,16 +24,6 @@ OUT_NAME = "c4d_171113_060340_ooi_r_ls9.cat.cer"
 def _args(exp, out, *extra):
     return ["exposure", exp["base"], exp["date"], exp["filt"], exp["vers"], exp["basecat"],
             "--out", str(out), *FAST, *extra]
-
-
-def _assert_same(a, b):
-    assert list(a) == list(b)
-    for ccd in a:
-        assert a[ccd].colnames == b[ccd].colnames
-        for c in a[ccd].colnames:
-            assert a[ccd][c].dtype == b[ccd][c].dtype, c
-            np.testing.assert_array_equal(a[ccd][c], b[ccd][c], err_msg=f"{ccd} {c}")
-        assert a[ccd].meta["params"] == b[ccd].meta["params"]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +88,7 @@ def test_hdf5_output_and_ccd_command(reference, survey_exposure, tmp_path, caplo
     assert "N10: no N10_CAT" in caplog.text and "skipped" in caplog.text
     assert f"N6: {survey_exposure['nstars']['N6']} stars in" in caplog.text
     h5 = tmp_path / f"{OUT_NAME}.h5"
-    _assert_same(read_output(h5), read_output(reference))        # same numbers as FITS
+    assert_same_outputs(read_output(h5), read_output(reference))        # same numbers as FITS
     with h5py.File(h5, "r") as f:
         assert f.attrs["format"] == "cloudcov-cer" and f.attrs["cloudcov_version"] == __version__
         assert "EXPNUM" in f.attrs["primary_header"]
@@ -122,7 +113,7 @@ def test_hdf5_output_and_ccd_command(reference, survey_exposure, tmp_path, caplo
     one = tmp_path / "n6.fits"
     assert main(["ccd", "N6", "--ooi", f["ooi"], "--ood", f["ood"], "--cat", f["cat"],
                  "--mod", f["mod"], "--out", str(one), *FAST]) == 0
-    _assert_same({"N6": read_output(one, "N6")}, {"N6": read_output(reference, "N6")})
+    assert_same_outputs({"N6": read_output(one, "N6")}, {"N6": read_output(reference, "N6")})
 
 
 def test_roundtrip_empty_and_dtypes(tmp_path):
@@ -164,7 +155,7 @@ def test_kill_then_resume_equals_uninterrupted(reference, survey_exposure, tmp_p
     assert main(_args(survey_exposure, tmp_path, "--resume")) == 0
     assert "skipping CCDs already completed: N6" in caplog.text
     assert not parts.exists()
-    _assert_same(read_output(tmp_path / f"{OUT_NAME}.fits"), read_output(reference))
+    assert_same_outputs(read_output(tmp_path / f"{OUT_NAME}.fits"), read_output(reference))
     # resuming a complete output computes nothing; other parameters recompute
     caplog.clear()
     assert main(_args(survey_exposure, tmp_path, "--resume")) == 0
@@ -220,7 +211,7 @@ def test_bad_input_keeps_other_ccds(what, reference, survey_exposure, tmp_path, 
     if what == "missing ooi extension":                     # repaired input: resume finishes
         exp2 = copy_exposure(survey_exposure, tmp_path / "in")
         assert main(_args(exp2, out, "--resume")) == 0
-        _assert_same(read_output(out / f"{OUT_NAME}.fits"), ref)
+        assert_same_outputs(read_output(out / f"{OUT_NAME}.fits"), ref)
 
 
 def test_zero_star_ccd_and_missing_catalogue(survey_exposure, tmp_path, capsys):

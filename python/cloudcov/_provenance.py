@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import os
 import pathlib
 import platform
 import re
