@@ -172,7 +172,6 @@ def truncation_problem(path, hdul):
     -------
     str or None
     """
-    size = os.path.getsize(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -182,8 +181,6 @@ def truncation_problem(path, hdul):
     for w in caught:
         if "truncated" in str(w.message):
             return f"file truncated: {w.message}"
-    if size % 2880:
-        return f"file truncated or corrupt: {size} bytes is not a multiple of the FITS block (2880)"
     if len(hdul):
         problem = fits_layout_problem(path, hdul, len(hdul) - 1)
         if problem:
