@@ -185,6 +185,16 @@ def truncation_problem(path, hdul):
         problem = fits_layout_problem(path, hdul, len(hdul) - 1)
         if problem:
             return problem
+        info = hdul[-1].fileinfo()
+        end = int(info["datLoc"]) + int(info["datSpan"]) if info else None
+        size = os.path.getsize(path)
+        if end is not None and end < size:
+            with open(path, "rb") as f:
+                f.seek(end)
+                tail = f.read(80)
+            if tail.startswith(b"XTENSION="):   # an extension header cut before its END card
+                return (f"file truncated: the extension header at byte {end} is incomplete "
+                        f"(the file ends at byte {size})")
     return None
 
 
