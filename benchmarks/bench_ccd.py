@@ -28,6 +28,7 @@ from astropy.table import Table
 from scipy.signal import fftconvolve
 
 import cloudcov as cc
+from cloudcov._provenance import provenance
 from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -95,6 +96,7 @@ def main(argv=None):
     image, model, sky, cat, psf, gain, dq = make_ccd(args.nstar, args.seed)
     say(f"cloudcov {cc.__version__} end-to-end CCD benchmark; simd={_core.simd_level()}; "
         f"{platform.machine()}; python {platform.python_version()}")
+    say(f"provenance: {json.dumps(provenance(), sort_keys=True)}")
     say(f"synthetic DECam CCD {image.shape[0]}x{image.shape[1]}, {len(cat)} stars, real S6 dq mask "
         f"({np.mean(dq != 0) * 100:.1f}% flagged), real psf_r (511x511); built in "
         f"{time.perf_counter() - t0:.1f} s")

@@ -15,6 +15,7 @@ Run: python benchmarks/bench_kernels.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import platform
 import resource
@@ -25,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import cloudcov as cc
+from cloudcov._provenance import provenance
 from cloudcov import _core
 from cloudcov.tiling import DEFAULT_MAX_MEMORY, plan_strips
 
@@ -66,6 +68,7 @@ def main(argv=None):
 
     say(f"cloudcov {cc.__version__} kernels benchmark; simd={_core.simd_level()}; "
         f"{platform.processor() or platform.machine()}; python {platform.python_version()}")
+    say(f"provenance: {json.dumps(provenance(), sort_keys=True)}")
     say(f"Np={Np}, boxcar {w}x{w}, float32 stack, {nshift} values per pixel "
         f"(Np (2 Np - 1) shifts)")
 

@@ -7,12 +7,14 @@ tests/test_perstar.py).
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 
 import numpy as np
 
 import cloudcov as cc
+from cloudcov._provenance import provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -31,6 +33,7 @@ def main():
     lines = []
     say = lambda s: (print(s), lines.append(s))  # noqa: E731
     say(f"cloudcov {cc.__version__}: max |cloudcov - numpy| / max |numpy| over random inputs")
+    say(f"provenance: {json.dumps(provenance(), sort_keys=True)}")
     x = correlated_field(rng, (40, 44), scale=2.5, amp=2.0, noise=0.5)
     for dt in (np.float64, np.float32):
         xs = x.astype(dt)

@@ -186,3 +186,52 @@ def copy_exposure(exp, dest):
     out = dict(exp, root=dest, base=str(dest / "raw" / "c4d_"), basecat=str(dest))
     out["files"] = {k: str(dest / Path(v).relative_to(exp["root"])) for k, v in exp["files"].items()}
     return out
+
+
+#: ``python -c`` program of :func:`run_cli_killed`: the cloudcov CLI with ``os.replace``
+#: wrapped so that the process SIGKILLs itself just before the N-th rename onto a path
+#: matching a pattern (test-only: the library has no kill hook).
+_KILL_PROGRAM = r"""
+import fnmatch, os, signal, sys
+pattern, nth = sys.argv[1], int(sys.argv[2])
+real_replace, seen = os.replace, [0]
+
+def replace(src, dst, *args, **kwargs):
+    if fnmatch.fnmatch(os.fspath(dst), pattern):
+        seen[0] += 1
+        if seen[0] == nth:
+            sys.stdout.flush(); sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kwargs)
+
+os.replace = replace
+from cloudcov.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run_cli_killed(argv, pattern, nth=1, timeout=300):
+    """Run ``cloudcov <argv>`` in a subprocess killed (SIGKILL) just before its ``nth``
+    ``os.replace`` onto a path matching the glob ``pattern`` (e.g. ``"*.parts/*"``: the
+    rename of a finished part file; the output path: the final rename of the assembly).
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+    """
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _KILL_PROGRAM, pattern, str(nth), *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_outputs(a, b):
+    """Two ``read_output`` dicts hold the same CCDs, columns, dtypes, values and parameters."""
+    assert list(a) == list(b)
+    for ccd in a:
+        assert a[ccd].colnames == b[ccd].colnames
+        for c in a[ccd].colnames:
+            assert a[ccd][c].dtype == b[ccd][c].dtype, c
+            np.testing.assert_array_equal(a[ccd][c], b[ccd][c], err_msg=f"{ccd} {c}")
+        assert a[ccd].meta["params"] == b[ccd].meta["params"]

@@ -1,8 +1,6 @@
 """Exposure runner and CLI: outputs, round trips, seeds, kill + resume, bad inputs."""
 import logging
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -10,12 +8,13 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from _survey_files import copy_exposure, survey_exposure  # noqa: F401  (session fixture)
+from _survey_files import (assert_same_outputs, copy_exposure, run_cli_killed,  # noqa: F401
+                           survey_exposure)
 from cloudcov import OUTPUT_COLUMNS, __version__
 from cloudcov.cli import main
 from cloudcov.io import ccd_status, read_output, write_ccd_output
 from cloudcov.io.output import part_path
-from cloudcov.survey import KILL_HOOK_ENV, ccd_seed, date_seed, lpi_params, parse_bytes
+from cloudcov.survey import ccd_seed, date_seed, lpi_params, parse_bytes
 
 FAST = ["--Np", "9", "--wx", "21", "--threads", "1"]
 LPI = list(OUTPUT_COLUMNS)
@@ -25,16 +24,6 @@ OUT_NAME = "c4d_171113_060340_ooi_r_ls9.cat.cer"
 def _args(exp, out, *extra):
     return ["exposure", exp["base"], exp["date"], exp["filt"], exp["vers"], exp["basecat"],
             "--out", str(out), *FAST, *extra]
-
-
-def _assert_same(a, b):
-    assert list(a) == list(b)
-    for ccd in a:
-        assert a[ccd].colnames == b[ccd].colnames
-        for c in a[ccd].colnames:
-            assert a[ccd][c].dtype == b[ccd][c].dtype, c
-            np.testing.assert_array_equal(a[ccd][c], b[ccd][c], err_msg=f"{ccd} {c}")
-        assert a[ccd].meta["params"] == b[ccd].meta["params"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +58,7 @@ def test_exposure_fits_output(reference, survey_exposure, capsys):
         cat = h["N6_CAT"]
         assert cat.columns["dnt"].format == "B" and cat.columns["kcond"].format == "J"
         assert cat.columns["cflux"].format == "E" and cat.columns["decapsid"].format == "K"
+        assert cat.columns["cflux"].unit == "adu" and cat.columns["dcflux"].unit == "adu"
         assert cat.header["LPINP"] == 9 and cat.header["LPIWIDX"] == 21
         assert cat.verify_checksum() == 1 and cat.verify_datasum() == 1
     out = read_output(reference)
@@ -98,21 +88,32 @@ def test_hdf5_output_and_ccd_command(reference, survey_exposure, tmp_path, caplo
     assert "N10: no N10_CAT" in caplog.text and "skipped" in caplog.text
     assert f"N6: {survey_exposure['nstars']['N6']} stars in" in caplog.text
     h5 = tmp_path / f"{OUT_NAME}.h5"
-    _assert_same(read_output(h5), read_output(reference))        # same numbers as FITS
+    assert_same_outputs(read_output(h5), read_output(reference))        # same numbers as FITS
     with h5py.File(h5, "r") as f:
         assert f.attrs["format"] == "cloudcov-cer" and f.attrs["cloudcov_version"] == __version__
         assert "EXPNUM" in f.attrs["primary_header"]
-        g = f["N6"]
-        assert g["dnt"].dtype == np.int8 and g["cflux"].dtype == np.float32
-        assert g["cflux"].compression == "gzip" and g["cflux"].fletcher32
+        g = f["N6"]                     # one compound dataset per CCD (h5py, pandas)
+        assert isinstance(g, h5py.Dataset) and g.dtype.names[-len(LPI):] == tuple(LPI)
+        assert g.dtype["dnt"] == np.int8 and g.dtype["cflux"] == np.float32
+        assert g.compression == "gzip" and g.fletcher32 and g.shuffle
         assert g.attrs["Np"] == 9 and g.attrs["thr"] == 20.0 and g.attrs["complete"]
         assert g.attrs["input_cat"] == survey_exposure["files"]["cat"]
+        assert len(g.attrs["sha256"]) == 64
+    # plain astropy reads a CCD back with its units and metadata
+    import astropy.units as u
+    t = Table.read(h5, path="N6")
+    ref6 = read_output(reference, "N6")
+    assert t.colnames == ref6.colnames and t["cflux"].unit == u.adu
+    assert t["dcflux"].unit == u.adu and t["kcond"].unit is None
+    np.testing.assert_array_equal(t["cflux"], ref6["cflux"])
+    assert t.meta["params"] == ref6.meta["params"] and t.meta["ccd"] == "N6"
+    assert t.meta["info"]["files"]["cat"] == survey_exposure["files"]["cat"]
     # one CCD from explicit file names: same seed (date from the ooi name), same result
     f = survey_exposure["files"]
     one = tmp_path / "n6.fits"
     assert main(["ccd", "N6", "--ooi", f["ooi"], "--ood", f["ood"], "--cat", f["cat"],
                  "--mod", f["mod"], "--out", str(one), *FAST]) == 0
-    _assert_same({"N6": read_output(one, "N6")}, {"N6": read_output(reference, "N6")})
+    assert_same_outputs({"N6": read_output(one, "N6")}, {"N6": read_output(reference, "N6")})
 
 
 def test_roundtrip_empty_and_dtypes(tmp_path):
@@ -144,9 +145,7 @@ def test_roundtrip_empty_and_dtypes(tmp_path):
 
 
 def test_kill_then_resume_equals_uninterrupted(reference, survey_exposure, tmp_path, caplog):
-    env = dict(os.environ, **{KILL_HOOK_ENV: "before_replace:2"})
-    proc = subprocess.run([sys.executable, "-m", "cloudcov", "-v", *_args(survey_exposure, tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli_killed(["-v", *_args(survey_exposure, tmp_path)], "*.parts/*", 2)
     assert proc.returncode == -9, proc.stderr            # SIGKILL while writing N2
     parts = tmp_path / f"{OUT_NAME}.fits.parts"
     assert (parts / "N6.fits").exists() and not (parts / "N2.fits").exists()
@@ -156,7 +155,7 @@ def test_kill_then_resume_equals_uninterrupted(reference, survey_exposure, tmp_p
     assert main(_args(survey_exposure, tmp_path, "--resume")) == 0
     assert "skipping CCDs already completed: N6" in caplog.text
     assert not parts.exists()
-    _assert_same(read_output(tmp_path / f"{OUT_NAME}.fits"), read_output(reference))
+    assert_same_outputs(read_output(tmp_path / f"{OUT_NAME}.fits"), read_output(reference))
     # resuming a complete output computes nothing; other parameters recompute
     caplog.clear()
     assert main(_args(survey_exposure, tmp_path, "--resume")) == 0
@@ -212,7 +211,7 @@ def test_bad_input_keeps_other_ccds(what, reference, survey_exposure, tmp_path, 
     if what == "missing ooi extension":                     # repaired input: resume finishes
         exp2 = copy_exposure(survey_exposure, tmp_path / "in")
         assert main(_args(exp2, out, "--resume")) == 0
-        _assert_same(read_output(out / f"{OUT_NAME}.fits"), ref)
+        assert_same_outputs(read_output(out / f"{OUT_NAME}.fits"), ref)
 
 
 def test_zero_star_ccd_and_missing_catalogue(survey_exposure, tmp_path, capsys):

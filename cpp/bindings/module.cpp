@@ -22,8 +22,6 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using cloudcov::idx;
 
-#define CLOUDCOV_STR2(x) #x
-#define CLOUDCOV_STR(x) CLOUDCOV_STR2(x)
 
 namespace {
 
@@ -439,7 +437,7 @@ void load_lapack() {
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.doc() = "cloudcov private C++ kernels (use the cloudcov package, not this module)";
-    m.attr("__version__") = CLOUDCOV_STR(VERSION_INFO);
+    m.attr("__version__") = VERSION_INFO;  // a string literal (CMakeLists.txt)
     load_lapack();
     // C++ NumericalError -> cloudcov.errors.NumericalError (a CloudCovError).
     static py::handle numerical_error =

@@ -29,7 +29,9 @@ from .psf import as_psf_model
 from . import tiling
 from .tiling import plan_strips
 
-__version__ = "0.1.0"
+from ._provenance import version as _version
+
+__version__ = _version()
 
 __all__ = [
     "process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",

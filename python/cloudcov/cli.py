@@ -153,9 +153,15 @@ def _add_lpi_args(p):
                    help="crowdsource PSF record decoder (default stamp; params = CloudCovErr.jl)")
     g = p.add_argument_group("run")
     g.add_argument("--resume", "-r", action="store_true",
-                   help="keep CCDs already done with the same parameters")
-    g.add_argument("--format", choices=("fits", "hdf5"), default="fits",
-                   help="output format (default fits)")
+                   help="keep CCDs already done with the same parameters (verified by their "
+                        "checksums; corrupt ones are recomputed)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="recompute and replace an existing output (never with a less "
+                        "complete one); without --resume or --overwrite an existing output "
+                        "is an error")
+    g.add_argument("--format", choices=("fits", "hdf5"), default=None,
+                   help="output format (default: from the --out suffix of `ccd`, .h5/.hdf5 "
+                        "= hdf5; else fits); a format that contradicts the suffix is refused")
     g.add_argument("--compression", choices=("gzip", "lzf"), default="gzip",
                    help="HDF5 compression (default gzip)")
     g.add_argument("--threads", type=int, default=0, help="threads (default 0 = all cores)")
@@ -174,8 +180,8 @@ def _lpi_kwargs(args):
     return dict(thr=args.thr, outthr=args.outthr, Np=args.Np, widx=wy, widy=wx,
                 dtype="float32" if args.ftype == 32 else "float64", corrects7=args.cS7,
                 psf_decoder=args.psf_decoder, threads=args.threads or None,
-                max_memory=parse_bytes(args.max_memory), fmt=args.format,
-                compression=args.compression, resume=args.resume)
+                max_memory=parse_bytes(args.max_memory), fmt=args.format or "fits",
+                compression=args.compression, resume=args.resume, overwrite=args.overwrite)
 
 
 def exposure(args):
@@ -191,12 +197,18 @@ def exposure(args):
     except SurveyError as exc:
         res, code = exc.result, 1
     stars = ", ".join(f"{c} {n}" for c, n in res.nstars.items())
+    nfailed = len([c for c in res.failed if c != "output"])
     print(f"cloudcov exposure {args.date}: {len(res.processed)} CCD(s) computed"
           + (f" ({stars} stars)" if stars else "")
           + f", {len(res.skipped)} already done, {len(res.absent)} absent, "
-          f"{len(res.failed)} failed, {res.seconds:.1f} s")
+          f"{nfailed} failed, {res.seconds:.1f} s")
+    for ccd, why in res.recomputed.items():
+        print(f"  recomputed {ccd}: the earlier copy failed verification ({why})")
     for ccd, msg in res.failed.items():
-        print(f"  FAILED {ccd}: {msg}", file=sys.stderr)
+        if ccd == "output":
+            print(f"  OUTPUT NOT WRITTEN: {msg}", file=sys.stderr)
+        else:
+            print(f"  FAILED {ccd}: {msg}", file=sys.stderr)
     if res.output is not None:
         print(f"  output: {res.output}")
     return code
@@ -206,9 +218,11 @@ def ccd(args):
     """``cloudcov ccd``: one CCD from explicit file names (proc_ccd)."""
     import re
 
+    from .io.output import format_of
     from .survey import date_seed, run_ccd
 
     kw = _lpi_kwargs(args)
+    kw["fmt"] = format_of(args.out, args.format)
     seed = args.seed
     if seed is None:
         date = args.date
@@ -276,7 +290,8 @@ def main(argv=None):
     c.add_argument("--oow", default=None, help="CP inverse-variance file (for --cS7)")
     c.add_argument("--cat", required=True, help="crowdsource catalogue file (.cat.fits)")
     c.add_argument("--mod", required=True, help="crowdsource model file (.mod.fits)")
-    c.add_argument("--out", required=True, help="output file (.fits or .h5 per --format)")
+    c.add_argument("--out", required=True,
+                   help="output file (.fits, or .h5/.hdf5 for HDF5; sets --format)")
     c.add_argument("--date", default=None,
                    help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
     _add_lpi_args(c)
@@ -297,8 +312,15 @@ def main(argv=None):
 
             if isinstance(exc, CloudCovError):
                 print(f"cloudcov {args.command}: error: {exc}", file=sys.stderr)
-                return 1
-            raise
+            else:       # not anticipated: name it, no traceback (it goes to the -v log)
+                if args.verbose:
+                    import traceback
+
+                    traceback.print_exc()
+                print(f"cloudcov {args.command}: error: {type(exc).__name__}: {exc}"
+                      + ("" if args.verbose else " (run with -v for the traceback)"),
+                      file=sys.stderr)
+            return 1
         finally:
             logging.captureWarnings(False)
     return 2  # pragma: no cover

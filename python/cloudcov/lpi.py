@@ -11,6 +11,7 @@ from astropy.table import Table
 from threadpoolctl import threadpool_limits
 
 from . import _core
+from ._columns import OUTPUT_COLUMNS, set_output_units
 from ._validate import (as_dtype, as_float, as_image, as_int, as_mask, as_Np, available_cores,
                         cap_threads, same_shape)
 from .errors import CloudCovWarning
@@ -24,12 +25,6 @@ __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_
 
 log = logging.getLogger("cloudcov")
 
-#: Output columns added to the catalogue and their dtypes (DESIGN.md sec. 4).
-OUTPUT_COLUMNS = {
-    "cflux": np.float32, "dcflux": np.float32, "dcflux_diag": np.float32,
-    "fdb_res": np.float32, "fdb_pred": np.float32, "cchi2": np.float32,
-    "kcond0": np.int32, "kcond": np.int32, "kpred": np.int32, "dnt": np.int8,
-}
 
 #: dnt bit of stars that are not measured (stamp off the image, or NaN/inf/masked x, y, flux).
 #: It is the sign bit of the int8 column: those stars have ``dnt < 0``.
@@ -634,4 +629,4 @@ def _output_table(inp, res, meta):
     for name in ("kcond0", "kcond", "kpred", "dnt"):
         table[name] = res[name].astype(OUTPUT_COLUMNS[name])
     table.meta["cloudcov"] = meta
-    return table
+    return set_output_units(table)

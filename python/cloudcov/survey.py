@@ -8,11 +8,18 @@ and save the input columns plus the LPI columns, one table per CCD. Differences:
   ``<output>.parts/<CCD>.fits|.h5`` (temporary file + ``os.replace``); the exposure file is
   assembled from them (again atomically) when the run ends, and the parts are then removed.
   A killed run leaves finished parts; ``resume=True`` reuses them, and CCDs of an existing
-  output file, when their recorded parameters match. (CloudCovErr.jl appends to the output
-  file in place, which a crash can corrupt.)
-* A CCD that fails (missing extension, inconsistent shapes...) is logged with the file and
-  extension, the other CCDs still run, the output is assembled from the CCDs that
-  succeeded, and :class:`SurveyError` is raised at the end.
+  output file, when they pass verification (FITS CHECKSUM/DATASUM, HDF5 Fletcher-32 and
+  SHA-256) and their recorded parameters match. (CloudCovErr.jl appends to the output file in
+  place, which a crash can corrupt.)
+* One run at a time per output: the run holds :func:`cloudcov.io.locking.exclusive_lock` on
+  the exposure file; a second run on it fails at once, naming the holder. Under the lock,
+  temporaries left by a killed run are removed.
+* An existing output is never replaced by a less complete one, and never replaced without
+  ``resume`` or ``overwrite``. A CCD that fails (any error, ``MemoryError`` included: missing
+  extension, inconsistent shapes, a full disk...) is logged with the file and extension and
+  the other CCDs still run; the output is then assembled only if it holds every CCD of the
+  existing output (else the existing file is kept byte-identical and this run's CCDs stay in
+  the part folder for a ``resume``), and :class:`SurveyError` is raised at the end.
 * Seeds: the exposure seed is ``YYMMDD * 10**6 + HHMMSS`` from the date string, as
   CloudCovErr.jl; each CCD gets ``numpy.random.SeedSequence([exposure seed, *ccd bytes])``
   (see :func:`ccd_seed`) so CCDs get different noise (CloudCovErr.jl reuses one seed for every
@@ -30,34 +37,33 @@ import os
 import pathlib
 import re
 import shutil
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._provenance import version as _version
 from .errors import CloudCovError
-from .io._files import InputFileError
+from .io._files import remove_stale_temporaries
 from .io.crowdsource import crowdsource_ccds, crowdsource_filenames, read_ccd
 from .io.decam import decam_filenames, read_primary_header
+from .io.locking import exclusive_lock
 from .io.output import (assemble_output, ccd_status, output_ccds, output_path, part_path,
-                        parts_dir, write_ccd_output)
+                        parts_dir, verify_ccd, write_ccd_output)
 from .tiling import DEFAULT_MAX_MEMORY
 
-__all__ = ["SurveyError", "ExposureResult", "date_seed", "ccd_seed", "lpi_params", "run_ccd",
-           "run_exposure", "parse_bytes"]
+__all__ = ["SurveyError", "OutputExistsError", "ExposureResult", "date_seed", "ccd_seed",
+           "lpi_params", "run_ccd", "run_exposure", "parse_bytes"]
 
 log = logging.getLogger("cloudcov")
 
-#: Environment variable of the test hook that kills the process at a given point:
-#: ``"after_part:N"`` (after the N-th CCD's part file is in place) or ``"before_replace:N"``
-#: (the N-th part is written to its temporary file but not yet renamed). Test use only.
-KILL_HOOK_ENV = "CLOUDCOV_TEST_KILL"
+#: Errors that fail one CCD without stopping the exposure: all of them (MemoryError and
+#: OSError included); only KeyboardInterrupt/SystemExit stop the run.
+CCD_ERRORS = (Exception,)
 
-#: Errors that fail one CCD without stopping the exposure.
-CCD_ERRORS = (InputFileError, FileNotFoundError, CloudCovError, ValueError, TypeError, OSError,
-              KeyError)
+
+class OutputExistsError(CloudCovError, FileExistsError):
+    """The output exists and neither ``resume`` nor ``overwrite`` was asked for."""
 
 
 class SurveyError(CloudCovError):
@@ -91,6 +97,12 @@ class ExposureResult:
         CCD -> error message.
     nstars : dict of str -> int
         Stars per processed CCD.
+    recomputed : dict of str -> str
+        CCDs found in an earlier output or part file that failed verification (corrupt,
+        truncated) and were recomputed -> why.
+    kept : pathlib.Path or None
+        Set when an existing output was kept unchanged because this run could not make a
+        file at least as complete (its computed CCDs are in ``<output>.parts``).
     seconds : float
         Wall time.
     """
@@ -101,6 +113,8 @@ class ExposureResult:
     absent: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
     nstars: dict = field(default_factory=dict)
+    recomputed: dict = field(default_factory=dict)
+    kept: pathlib.Path | None = None
     seconds: float = 0.0
 
 
@@ -215,23 +229,6 @@ def parse_bytes(text):
     return n
 
 
-def _kill_hook(stage, count):
-    spec = os.environ.get(KILL_HOOK_ENV)
-    if spec and spec == f"{stage}:{count}":
-        log.warning("test hook %s=%s: killing the process", KILL_HOOK_ENV, spec)
-        for h in logging.getLogger("cloudcov").handlers + logging.getLogger().handlers:
-            h.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _version():
-    from . import _core
-
-    return _core.__version__
-
-
 def _compute_ccd(ccd, files, params, seed, *, threads, max_memory, filter=None,
                  static_psf_dir=None, badpix=None):
     """Read, run and time one CCD. Returns (table, info)."""
@@ -272,9 +269,15 @@ def _compute_ccd(ccd, files, params, seed, *, threads, max_memory, filter=None,
     return table, info
 
 
+def _refuse_existing(out, resume, overwrite):
+    if out is not None and pathlib.Path(out).exists() and not (resume or overwrite):
+        raise OutputExistsError(f"{out}: output exists; pass --resume (keep what is done and "
+                                f"verified) or --overwrite (recompute and replace it)")
+
+
 def run_ccd(ccd, *, ooi, ood, cat, mod, oow=None, out=None, fmt="fits", seed=0, resume=False,
-            threads=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip", filter=None,
-            static_psf_dir=None, badpix=None, **params):
+            overwrite=False, threads=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip",
+            filter=None, static_psf_dir=None, badpix=None, **params):
     """Run the afterburner on one CCD given explicit file names (``cloudcov ccd``).
 
     Parameters
@@ -291,7 +294,11 @@ def run_ccd(ccd, *, ooi, ood, cat, mod, oow=None, out=None, fmt="fits", seed=0, 
     seed : int, optional
         Exposure seed (e.g. :func:`date_seed`); the CCD's seed is :func:`ccd_seed`.
     resume : bool, optional
-        Return the existing ``out`` when it holds this CCD with the same parameters.
+        Return the existing ``out`` when it holds this CCD, verified, with the same
+        parameters; otherwise recompute and replace it.
+    overwrite : bool, optional
+        Replace an existing ``out``. Without ``resume`` or ``overwrite`` an existing ``out``
+        is an error (nothing is computed).
     threads : int or None, optional
         Threads of the C++ kernels (None: all cores).
     max_memory : int, optional
@@ -313,6 +320,10 @@ def run_ccd(ccd, *, ooi, ood, cat, mod, oow=None, out=None, fmt="fits", seed=0, 
     ------
     FileNotFoundError, InputFileError, ValueError
         Bad inputs (messages name the file and extension).
+    OutputExistsError
+        ``out`` exists and neither ``resume`` nor ``overwrite`` is set.
+    cloudcov.io.locking.OutputLockedError
+        Another process is writing ``out``.
 
     Notes
     -----
@@ -323,18 +334,32 @@ def run_ccd(ccd, *, ooi, ood, cat, mod, oow=None, out=None, fmt="fits", seed=0, 
     p = lpi_params(**params)
     p["base_seed"] = int(seed)
     p["seed"] = ccd_seed(seed, ccd)
-    if resume and out is not None and ccd_status(out, ccd, p) == "done":
-        log.info("%s: already done in %s; skipped", ccd, out)
-        return read_output(out, ccd)
     files = {"ooi": ooi, "ood": ood, "cat": cat, "mod": mod}
     if oow is not None:
         files["oow"] = oow
-    table, info = _compute_ccd(ccd, files, p, p["seed"], threads=threads, max_memory=max_memory,
-                               filter=filter, static_psf_dir=static_psf_dir, badpix=badpix)
-    if out is not None:
-        prim = read_primary_header(cat, "crowdsource catalogue")
-        write_ccd_output(out, table, ccd, params=p, info=info, fmt=fmt, primary_header=prim,
-                         compression=compression)
+    if out is None:
+        table, info = _compute_ccd(ccd, files, p, p["seed"], threads=threads,
+                                   max_memory=max_memory, filter=filter,
+                                   static_psf_dir=static_psf_dir, badpix=badpix)
+    else:
+        _refuse_existing(out, resume, overwrite)
+        with exclusive_lock(out):
+            for tmp in remove_stale_temporaries(out):
+                log.warning("removed a stale temporary file %s (from an interrupted run)", tmp)
+            if resume:
+                why = []
+                status = ccd_status(out, ccd, p, reason=why)
+                if status == "done":
+                    log.info("%s: already done in %s; skipped", ccd, out)
+                    return read_output(out, ccd)
+                if status == "corrupt":
+                    log.warning("%s: %s fails verification (%s); recomputing", ccd, out, why[0])
+            table, info = _compute_ccd(ccd, files, p, p["seed"], threads=threads,
+                                       max_memory=max_memory, filter=filter,
+                                       static_psf_dir=static_psf_dir, badpix=badpix)
+            prim = read_primary_header(cat, "crowdsource catalogue")
+            write_ccd_output(out, table, ccd, params=p, info=info, fmt=fmt, primary_header=prim,
+                             compression=compression)
     table.meta["params"] = p
     table.meta["info"] = info
     return table
@@ -353,9 +378,9 @@ def _progress(iterable, total, enabled):
 
 
 def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", ccdlist=None,
-                 resume=False, seed=None, threads=None, max_memory=DEFAULT_MAX_MEMORY,
-                 progress=None, compression="gzip", filter=None, static_psf_dir=None,
-                 badpix=None, raise_on_error=True, **params):
+                 resume=False, overwrite=False, seed=None, threads=None,
+                 max_memory=DEFAULT_MAX_MEMORY, progress=None, compression="gzip", filter=None,
+                 static_psf_dir=None, badpix=None, raise_on_error=True, **params):
     """Run the afterburner on every CCD of one DECam exposure (``cloudcov exposure``).
 
     Parameters
@@ -378,10 +403,16 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
         Run only these CCDs. Names without a crowdsource catalogue are logged and skipped.
     resume : bool, optional
         Keep CCDs already done (part files of a killed run, or tables of an existing output
-        file) whose recorded parameters match; run the rest. CCDs of an existing output that
-        this run does not request (``ccdlist``) are kept, with their own recorded parameters
-        (CloudCovErr.jl ``--resume`` appends). Without it, earlier parts are discarded and the
-        output is rewritten with this run's CCDs only.
+        file) that pass verification and whose recorded parameters match; run the rest
+        (CCDs that fail verification are recomputed, and the log says so). CCDs of an
+        existing output that this run does not request (``ccdlist``) are kept, with their own
+        recorded parameters (CloudCovErr.jl ``--resume`` appends).
+    overwrite : bool, optional
+        Recompute every requested CCD, discarding earlier parts, and replace the existing
+        output (its CCDs not requested are copied over unchanged), but only with a file at
+        least as complete: if a CCD fails that the existing file holds, the existing file is
+        kept byte-identical and this run's CCDs stay in ``<output>.parts``. Without
+        ``resume`` or ``overwrite``, an existing output is an error (nothing is computed).
     seed : int, optional
         Exposure seed; default :func:`date_seed` of ``date``.
     threads : int or None, optional
@@ -408,8 +439,15 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
     ------
     FileNotFoundError, InputFileError
         The crowdsource catalogue file is missing or unreadable (nothing is written).
+    OutputExistsError
+        The output exists and neither ``resume`` nor ``overwrite`` is set.
+    cloudcov.io.locking.OutputLockedError
+        Another run holds the output's lock (the message names its host, pid and command).
+    cloudcov.CloudCovError
+        ``<output>.parts`` is a symbolic link (never followed).
     SurveyError
-        Some CCDs failed (``raise_on_error``); the others are in the output.
+        Some CCDs failed, or the output could not be written (``raise_on_error``); the CCDs
+        computed are in the output or, when it was kept, in the part folder.
 
     Notes
     -----
@@ -421,8 +459,52 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
     cs = crowdsource_filenames(basecat, date, filt, vers)
     out = output_path(pathlib.Path(basecat) / "cer" if out_dir is None else out_dir,
                       date, filt, vers, fmt)
-    parts = parts_dir(out)
     p0 = lpi_params(**params)
+    _refuse_existing(out, resume, overwrite)
+    with exclusive_lock(out):
+        result = _run_exposure_locked(base, date, filt, vers, cp, cs, out, p0, fmt=fmt,
+                                      ccdlist=ccdlist, resume=resume, seed=seed,
+                                      threads=threads, max_memory=max_memory,
+                                      progress=progress, compression=compression,
+                                      filter=filter, static_psf_dir=static_psf_dir,
+                                      badpix=badpix)
+    result.seconds = time.perf_counter() - t0
+    log.info("%s: %d CCDs computed, %d already done, %d absent, %d failed in %.1f s",
+             out.name, len(result.processed), len(result.skipped), len(result.absent),
+             len(result.failed), result.seconds)
+    if result.failed and raise_on_error:
+        raise SurveyError(f"{len(result.failed)} CCD(s) failed: " + "; ".join(
+            f"{c}: {m}" for c, m in result.failed.items()), result)
+    return result
+
+
+def _parts_folder(out):
+    parts = parts_dir(out)
+    if parts.is_symlink():
+        raise CloudCovError(f"{parts}: the part folder is a symbolic link; cloudcov never "
+                            f"follows it (it would write and delete files in its target). "
+                            f"Remove the link or write to another output folder")
+    if parts.exists() and not parts.is_dir():
+        raise CloudCovError(f"{parts}: exists and is not a folder; remove it")
+    return parts
+
+
+def _clean_part_folder(parts):
+    """Remove stale temporaries in the part folder (under the lock); returns their names."""
+    removed = []
+    if parts.is_dir():
+        for tmp in parts.glob("*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp.name)
+    return removed
+
+
+def _run_exposure_locked(base, date, filt, vers, cp, cs, out, p0, *, fmt, ccdlist, resume, seed,
+                         threads, max_memory, progress, compression, filter, static_psf_dir,
+                         badpix):
+    """The body of :func:`run_exposure`, run while holding the output's lock."""
+    parts = _parts_folder(out)
     base_seed = date_seed(date) if seed is None else int(seed)
     log.info("starting %s -> %s", cs["cat"], out)
     ccds = crowdsource_ccds(cs["cat"])
@@ -440,33 +522,52 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
     def params_of(ccd):
         return dict(p0, base_seed=base_seed, seed=ccd_seed(base_seed, ccd))
 
+    # temporaries of a killed run (we hold the lock: no live writer owns them)
+    for tmp in remove_stale_temporaries(out):
+        log.warning("removed a stale temporary file %s (from an interrupted run)", tmp.name)
+    for name in _clean_part_folder(parts):
+        log.warning("removed a stale temporary file %s in %s", name, parts)
+
+    existing = [c for c in output_ccds(out) if verify_ccd(out, c) is None]  # intact CCDs
     done = {}                       # ccd -> file holding it
+    if not resume:
+        for ccd in existing:
+            if ccd not in ccds:     # overwrite replaces the requested CCDs, keeps the others
+                done[ccd] = out
+                log.info("%s: kept from %s (not requested)", ccd, out.name)
     if resume:
         for ccd in output_ccds(out):        # CCDs of the earlier output
-            status = ccd_status(out, ccd, params_of(ccd))
+            why = []
+            status = ccd_status(out, ccd, params_of(ccd), reason=why)
             if status == "done":
                 done[ccd] = out
             elif ccd not in ccds and status == "mismatch":
                 done[ccd] = out             # not requested now: kept with its own parameters
                 log.info("%s: kept from %s (not requested; its recorded parameters differ)",
                          ccd, out)
+            elif status == "corrupt":
+                result.recomputed[ccd] = why[0]
+                if ccd in ccds:
+                    log.warning("%s: in %s but fails verification (%s); recomputing", ccd,
+                                out.name, why[0])
+                else:
+                    log.warning("%s: in %s but fails verification (%s) and is not requested; "
+                                "dropped", ccd, out.name, why[0])
             elif ccd in ccds:
-                log.warning("%s: in %s with %s parameters; recomputing", ccd, out,
-                            "other" if status == "mismatch" else "unreadable")
-            else:
-                log.warning("%s: unreadable in %s and not requested; dropped", ccd, out)
-        if parts.is_dir():
-            for tmp in parts.glob("*.tmp"):
-                tmp.unlink()
+                log.warning("%s: in %s with other parameters; recomputing", ccd, out.name)
         for ccd in ccds:
             if ccd in done:
                 continue
-            status = ccd_status(part_path(out, ccd, fmt), ccd, params_of(ccd))
+            why = []
+            status = ccd_status(part_path(out, ccd, fmt), ccd, params_of(ccd), reason=why)
             if status == "done":
                 done[ccd] = part_path(out, ccd, fmt)
-            elif status in ("mismatch", "unreadable"):
-                log.warning("%s: earlier part file has %s parameters; recomputing", ccd,
-                            "different" if status == "mismatch" else "unreadable")
+            elif status == "mismatch":
+                log.warning("%s: earlier part file has different parameters; recomputing", ccd)
+            elif status == "corrupt":
+                result.recomputed[ccd] = why[0]
+                log.warning("%s: earlier part file fails verification (%s); recomputing", ccd,
+                            why[0])
         result.skipped = [c for c in ccds if c in done]
         if result.skipped:
             log.info("skipping CCDs already completed: %s", " ".join(result.skipped))
@@ -474,42 +575,52 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
         shutil.rmtree(parts)
     todo = [c for c in ccds if c not in done]
     files = dict(cp, **cs)
-    for k, ccd in enumerate(_progress(todo, len(todo), progress), start=1):
+    for ccd in _progress(todo, len(todo), progress):
         f = files if not ccd.endswith("I") else dict(decam_filenames(base, date, filt, vers, ccd), **cs)
         p = params_of(ccd)
         try:
             table, info = _compute_ccd(ccd, f, p, p["seed"], threads=threads,
                                        max_memory=max_memory, filter=filter,
                                        static_psf_dir=static_psf_dir, badpix=badpix)
+            info["exposure"] = dict(date=date, filt=filt, vers=vers)
+            write_ccd_output(part_path(out, ccd, fmt), table, ccd, params=p, info=info,
+                             fmt=fmt, primary_header=prim, exposure=exposure,
+                             compression=compression)
         except CCD_ERRORS as exc:
             result.failed[ccd] = f"{type(exc).__name__}: {exc}"
             log.error("%s: failed: %s", ccd, result.failed[ccd])
+            log.debug("%s: traceback", ccd, exc_info=True)
             continue
-        info["exposure"] = dict(date=date, filt=filt, vers=vers)
-        write_ccd_output(part_path(out, ccd, fmt), table, ccd, params=p, info=info, fmt=fmt,
-                         primary_header=prim, exposure=exposure, compression=compression,
-                         before_replace=lambda _tmp, k=k: _kill_hook("before_replace", k))
-        _kill_hook("after_part", k)
+        finally:
+            table = None                    # free the CCD (also after a MemoryError)
         done[ccd] = part_path(out, ccd, fmt)
         result.processed.append(ccd)
-        result.nstars[ccd] = len(table)
-        del table
+        result.nstars[ccd] = info["nstars"]
     # output order: the crowdsource file's CCD order, then CCDs kept from an earlier output
     all_ccds = crowdsource_ccds(cs["cat"])
     order = [c for c in all_ccds if c in done] + [c for c in done if c not in all_ccds]
+    lost = [c for c in existing if c not in done]
+    if lost:
+        # never replace an output with a less complete one: keep it, keep the parts
+        result.kept = out
+        log.error("%s not replaced: it holds %s, which this run did not produce; this run's "
+                  "CCDs are kept in %s (fix the failures and rerun with --resume)", out.name,
+                  " ".join(lost), parts)
+        result.failed.setdefault("output", f"{out} kept unchanged: the new file would lack "
+                                 f"{' '.join(lost)}; computed CCDs are in {parts}")
+        return result
     if order or not result.failed:
-        assemble_output(out, [(c, done[c]) for c in order], fmt=fmt, primary_header=prim,
-                        exposure=exposure)
+        try:
+            assemble_output(out, [(c, done[c]) for c in order], fmt=fmt, primary_header=prim,
+                            exposure=exposure)
+        except OSError as exc:
+            result.failed["output"] = (f"cannot write {out} ({type(exc).__name__}: {exc}); "
+                                       f"computed CCDs are in {parts}; rerun with --resume")
+            log.error("%s", result.failed["output"])
+            return result
         result.output = out
         for c in order:                     # parts now in the output (also stale ones)
             part_path(out, c, fmt).unlink(missing_ok=True)
         if parts.is_dir() and not any(parts.iterdir()):
             parts.rmdir()
-    result.seconds = time.perf_counter() - t0
-    log.info("%s: %d CCDs computed, %d already done, %d absent, %d failed in %.1f s",
-             out.name, len(result.processed), len(result.skipped), len(result.absent),
-             len(result.failed), result.seconds)
-    if result.failed and raise_on_error:
-        raise SurveyError(f"{len(result.failed)} CCD(s) failed: " + "; ".join(
-            f"{c}: {m}" for c, m in result.failed.items()), result)
     return result

@@ -836,6 +836,8 @@ def main(argv=None):
     def log(msg):
         print(f"{time.perf_counter() - t0:7.1f}s {msg}", flush=True)
 
+    from cloudcov._provenance import provenance
+    prov = provenance()         # when the run starts (its own outputs do not count)
     results, resids = {}, {}
     for name in names:
         results[name], resids[name] = run_field(FIELDS[name], args, mee, log)
@@ -849,6 +851,7 @@ def main(argv=None):
                      cpu_count=os.cpu_count(), python=platform.python_version()),
         versions=dict(cloudcov=cloudcov.__version__, numpy=np.__version__,
                       crowdsourcephoto=metadata.version("crowdsourcephoto")),
+        provenance=prov,
         paper=PAPER, roles=ROLE,
         targets=dict(eq11_ordering="uncrowded < crowded < nebulous", eq11_uncrowded_max=0.3,
                      nebulous_lpi_frac_abs_gt3_max=1.5 * 0.0027, corr_local_resid_max=0.1),

@@ -61,8 +61,10 @@ def base_parser(name, doc):
 
 def environment():
     import cloudcov
+    from cloudcov._provenance import provenance
+
     env = dict(python=platform.python_version(), numpy=np.__version__,
-               cloudcov=cloudcov.__version__, machine=platform.machine(),
+               cloudcov=cloudcov.__version__, provenance=provenance(), machine=platform.machine(),
                processor=_cpu_name(), ncpu=len(os.sched_getaffinity(0))
                if hasattr(os, "sched_getaffinity") else os.cpu_count())
     try:

@@ -11,8 +11,8 @@ from .crowdsource import (CCDInputs, crowdsource_ccds, crowdsource_filenames, cr
                           read_crowdsource_model, read_crowdsource_psf)
 from .decam import (DecamCCD, correct_s7, decam_filenames, inject_rename, read_decam,
                     read_decam_dq, read_decam_image, read_decam_ivar)
-from .output import (assemble_output, ccd_status, output_ccds, output_path, read_output,
-                     write_ccd_output)
+from .output import (assemble_output, ccd_status, format_of, output_ccds, output_path,
+                     read_output, verify_ccd, write_ccd_output)
 from .tables import read_catalog
 
 __all__ += [
@@ -21,5 +21,5 @@ __all__ += [
     "read_crowdsource_model", "read_crowdsource_psf", "DecamCCD", "decam_filenames",
     "inject_rename", "read_decam", "read_decam_image", "read_decam_dq", "read_decam_ivar",
     "correct_s7", "read_catalog", "output_path", "write_ccd_output", "assemble_output",
-    "ccd_status", "output_ccds", "read_output",
+    "ccd_status", "verify_ccd", "format_of", "output_ccds", "read_output",
 ]

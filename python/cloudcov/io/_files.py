@@ -12,7 +12,9 @@ import numpy as np
 
 from ..errors import CloudCovError
 
-__all__ = ["InputFileError", "open_fits", "read_image_hdu", "atomic_path", "native"]
+__all__ = ["InputFileError", "open_fits", "read_image_hdu", "atomic_path", "native",
+           "fits_layout_problem", "truncation_problem", "remove_stale_temporaries",
+           "write_bytes"]
 
 
 class InputFileError(CloudCovError):
@@ -41,6 +43,9 @@ def _quiet_fits_warnings():
     warnings.filterwarnings("ignore", message=r".*following header keyword is invalid",
                             category=AstropyUserWarning)
     warnings.filterwarnings("ignore", category=VerifyWarning)
+    # a cut file: get_hdu / fits_layout_problem / truncation_problem say so in the error
+    warnings.filterwarnings("ignore", message=r"File may have been truncated",
+                            category=AstropyUserWarning)
 
 
 @contextlib.contextmanager
@@ -81,19 +86,153 @@ def open_fits(path, kind="FITS"):
             hdul.close()
 
 
+def fits_layout_problem(path, hdul, index):
+    """Why HDU ``index`` of an open FITS file does not fit the file, or None.
+
+    Checks what the header declares against the bytes on disk: the data must end within the
+    file (else it is truncated, or BITPIX/NAXISn/PCOUNT lie), the next HDU must start right
+    after it (else the header's data size is wrong), and a binary table's column formats
+    (TFORMn) must add up to its row width (NAXIS1).
+
+    Parameters
+    ----------
+    path : str or path-like
+    hdul : astropy.io.fits.HDUList
+        Opened from ``path``.
+    index : int
+        The HDU.
+
+    Returns
+    -------
+    str or None
+        A sentence naming the cards involved (for an :class:`InputFileError`).
+    """
+    from astropy.io import fits
+
+    size = os.path.getsize(path)
+    hdu = hdul[index]
+    hdr = hdu.header
+    info = hdu.fileinfo()       # (HDUList.fileinfo would parse every later header)
+    if info is None:
+        return None
+    end = int(info["datLoc"]) + int(info["datSpan"])
+    raw = hdr                                   # the header of what is on disk
+    if isinstance(hdu, fits.CompImageHDU):      # tile-compressed: a binary table on disk
+        raw = getattr(getattr(hdu, "_bintable", None), "header", None)
+        if raw is None:                         # astropy internals moved: do not guess
+            return None
+    naxes = " x ".join(str(raw.get(f"NAXIS{k}")) for k in range(int(raw.get("NAXIS", 0)), 0, -1))
+    decl = (f"BITPIX = {raw.get('BITPIX')}, NAXIS = {naxes or 0}"
+            + (f", PCOUNT = {raw.get('PCOUNT')}" if raw.get("PCOUNT") else ""))
+    nbytes = _data_bytes(raw)
+    if int(info["datLoc"]) + nbytes > size:
+        return (f"file truncated or header corrupt: the header declares {nbytes} data "
+                f"bytes ({decl}) from byte {info['datLoc']}, but the file has {size} bytes")
+    if end < size:
+        with open(path, "rb") as f:
+            f.seek(end)
+            nxt = f.read(80)
+        if nxt.strip(b"\0 ") and not nxt.startswith(b"XTENSION="):
+            return (f"header corrupt: the data size it declares ({decl}) does not end where "
+                    f"the next extension's header starts (byte {end})")
+    if isinstance(hdu, fits.BinTableHDU) and not isinstance(hdu, fits.CompImageHDU):
+        try:
+            width = hdu.columns.dtype.itemsize
+        except Exception as exc:  # unparseable TFORMn
+            return f"table header corrupt: cannot parse its column formats ({exc})"
+        if width != int(hdr.get("NAXIS1", width)):
+            forms = ", ".join(f"{c.name}={c.format}" for c in hdu.columns)
+            return (f"table header corrupt: the column formats (TFORMn: {forms}) take {width} "
+                    f"bytes per row but NAXIS1 = {hdr.get('NAXIS1')}")
+    return None
+
+
+def _data_bytes(hdr):
+    """Data bytes an HDU header declares (FITS standard sec. 4.4.1, without padding)."""
+    naxis = int(hdr.get("NAXIS", 0))
+    n = 0
+    if naxis:
+        n = 1
+        for k in range(1, naxis + 1):
+            n *= int(hdr.get(f"NAXIS{k}", 0))
+    return abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * (
+        int(hdr.get("PCOUNT", 0)) + n)
+
+
+def truncation_problem(path, hdul):
+    """Why a FITS file ends early, or None: the last HDU that loads extends past the file end.
+
+    Parameters
+    ----------
+    path : str or path-like
+    hdul : astropy.io.fits.HDUList
+        Opened from ``path`` (all HDUs are loaded).
+
+    Returns
+    -------
+    str or None
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul.readall()
+        except Exception as exc:
+            return f"file truncated or corrupt after extension {len(hdul) - 1} ({exc})"
+    for w in caught:
+        if "truncated" in str(w.message):
+            return f"file truncated: {w.message}"
+    if len(hdul):
+        problem = fits_layout_problem(path, hdul, len(hdul) - 1)
+        if problem:
+            return problem
+        info = hdul[-1].fileinfo()
+        end = int(info["datLoc"]) + int(info["datSpan"]) if info else None
+        size = os.path.getsize(path)
+        if end is not None and end < size:
+            with open(path, "rb") as f:
+                f.seek(end)
+                tail = f.read(80)
+            if tail.startswith(b"XTENSION="):   # an extension header cut before its END card
+                return (f"file truncated: the extension header at byte {end} is incomplete "
+                        f"(the file ends at byte {size})")
+    return None
+
+
 def extension_names(hdul):
     """Upper-case EXTNAMEs of an open HDUList, in file order (PRIMARY included)."""
     return [hdu.name.upper() for hdu in hdul]
 
 
 def get_hdu(hdul, path, extname, kind):
-    """``hdul[extname]`` or an :class:`InputFileError` that names the file and extension."""
+    """``hdul[extname]`` or an :class:`InputFileError` that names the file and extension.
+
+    The extension's header is checked against the file (:func:`fits_layout_problem`): a
+    truncated file or a header that lies about its data size (BITPIX, NAXISn, TFORMn) is
+    reported as such, not as a missing extension or a failed reshape.
+    """
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        # garbage parsed as a header after a lying one: the checks below name the cause
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return _get_hdu(hdul, path, extname, kind)
+
+
+def _get_hdu(hdul, path, extname, kind):
     try:
-        return hdul[extname]
+        hdu = hdul[extname]
     except KeyError:
+        why = truncation_problem(path, hdul)
         have = [n for n in extension_names(hdul) if n != "PRIMARY"]
         shown = ", ".join(have[:12]) + (" ..." if len(have) > 12 else "")
+        if why:
+            raise InputFileError(path, extname, f"{kind}: extension not found, {why} "
+                                 f"(extensions before the damage: {shown})") from None
         raise InputFileError(path, extname, f"{kind}: extension not found (have: {shown})") from None
+    why = fits_layout_problem(path, hdul, hdul.index_of(extname))
+    if why:
+        raise InputFileError(path, extname, f"{kind}: {why}")
+    return hdu
 
 
 def read_image_hdu(path, extname, kind, *, dtype=None):
@@ -150,16 +289,13 @@ def _umask():
 
 
 @contextlib.contextmanager
-def atomic_path(path, before_replace=None):
+def atomic_path(path):
     """A temporary path beside ``path`` that replaces it only if the block succeeds.
 
     Parameters
     ----------
     path : str or path-like
         Final destination; its directory is created.
-    before_replace : callable, optional
-        Called with the temporary path after the block, just before ``os.replace`` (a test
-        hook for killing a run between the two).
 
     Yields
     ------
@@ -170,7 +306,8 @@ def atomic_path(path, before_replace=None):
     -----
     ``os.replace`` is atomic on POSIX within one file system: readers see the old file or the
     new one, never a partial write. On error the temporary file is removed; a killed process
-    may leave a ``*.tmp`` file, which is never mistaken for output.
+    may leave a ``*.tmp`` file, which is never mistaken for output and which
+    :func:`remove_stale_temporaries` removes (under the output's lock).
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,10 +317,55 @@ def atomic_path(path, before_replace=None):
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())        # mkstemp makes 0600; give a normal file mode
-        if before_replace is not None:
-            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def temporary_pattern(path):
+    """Glob pattern of the temporary files :func:`atomic_path` makes for ``path``."""
+    return pathlib.Path(path).name + ".*.tmp"
+
+
+def remove_stale_temporaries(path):
+    """Remove temporaries of ``path`` left by a killed writer (``<name>.<random>.tmp``).
+
+    Call it only while holding the output's lock (:func:`cloudcov.io.locking.exclusive_lock`):
+    then no live writer owns them. Symbolic links are left alone.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output whose temporaries to remove.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    path = pathlib.Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for tmp in path.parent.glob(temporary_pattern(path)):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` and flush it to disk (fsync); errors raise ``OSError``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Usually the temporary path of :func:`atomic_path`.
+    data : bytes-like
+    """
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,12 +1,17 @@
 """Catalogue FITS tables, written atomically and read back with the LPI column dtypes."""
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["write_fits_table", "read_fits_table"]
+from .._columns import restore_dtypes
+from ._files import atomic_path
+
+__all__ = ["write_fits_table", "read_fits_table", "fits_safe", "json_text"]
 
 #: On-disk dtype of int8 columns. FITS has no signed byte: astropy writes numpy int8 as a
 #: logical column ('L', read back as bool: values lost) and reads 'B' with TZERO=-128 as
@@ -14,13 +19,34 @@ __all__ = ["write_fits_table", "read_fits_table"]
 _INT8_ON_DISK = np.uint8
 
 
-def _fits_safe(table):
+def json_text(obj):
+    """Compact, key-sorted JSON of parameters/metadata (numpy scalars and paths as plain
+    values), as stored in the ``CCPARAMS``/``CCINFO`` cards and HDF5 attributes."""
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, (pathlib.Path, os.PathLike)):
+        return os.fspath(o)
+    return repr(o)
+
+
+def fits_safe(table):
+    """A shallow copy of ``table`` whose int8 columns FITS can store (see ``_INT8_ON_DISK``)."""
     out = table.copy(copy_data=False)
     for name in out.colnames:
         col = out[name]
         if col.dtype == np.int8:
             data = np.asarray(col)
+            unit = col.unit
             out[name] = data.astype(_INT8_ON_DISK if data.size == 0 or data.min() >= 0 else np.int16)
+            out[name].unit = unit
     return out
 
 
@@ -57,19 +83,16 @@ def write_fits_table(table, path, *, extname="CAT", header=None, overwrite=True)
     """
     from astropy.io import fits
 
-    from ._files import atomic_path
-    from .output import _json
-
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (overwrite=False)")
-    t = _fits_safe(table)
+    t = fits_safe(table)
     meta = dict(t.meta.get("cloudcov", {}))
     t.meta = {}
     hdu = fits.table_to_hdu(t)
     hdu.name = extname
     if meta:
-        hdu.header["CCPARAMS"] = _json(meta)
+        hdu.header["CCPARAMS"] = json_text(meta)
     if header is not None:
         hdu.header.update(header)
     with atomic_path(path) as tmp:
@@ -97,12 +120,8 @@ def read_fits_table(path, *, extname="CAT"):
     FileNotFoundError, KeyError
         Missing file or extension.
     """
-    import json
-
-    from .output import _restore_dtypes
-
     t = Table.read(path, hdu=extname)
     params = t.meta.pop("CCPARAMS", None)
     if params is not None:
         t.meta["cloudcov"] = json.loads(params)
-    return _restore_dtypes(t)
+    return restore_dtypes(t)

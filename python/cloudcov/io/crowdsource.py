@@ -18,7 +18,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..errors import CloudCovWarning
-from ._files import InputFileError, get_hdu, native, open_fits, read_image_hdu
+from ._files import (InputFileError, get_hdu, native, open_fits, read_image_hdu,
+                     truncation_problem)
 from .decam import read_decam
 
 __all__ = [
@@ -76,6 +77,9 @@ def crowdsource_ccds(cat_path):
     """
     with open_fits(cat_path, "crowdsource catalogue") as hdul:
         names = [hdu.name for hdu in hdul]
+        why = truncation_problem(cat_path, hdul)
+    if why:     # a cut file would silently drop the CCDs after the cut
+        raise InputFileError(cat_path, None, f"crowdsource catalogue: {why}")
     return [n[:-4] for n in names if n.upper().endswith("_CAT") and len(n) > 4]
 
 

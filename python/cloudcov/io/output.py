@@ -13,16 +13,28 @@ FITS layout (``.cat.cer.fits``)
 
 HDF5 layout (``.cat.cer.h5``)
     Root attributes ``format``, ``cloudcov_version``, ``primary_header`` (the exposure
-    header as text) and the exposure identity; one group per CCD with one dataset per column
-    (gzip or lzf, byte shuffle, Fletcher-32 checksums; ``dnt`` int8), and attributes: every
-    parameter, ``params_json``, ``info_json``, ``input_<kind>`` file names,
-    ``cloudcov_version``, ``nstars``, ``column_order`` and, written last, ``complete``.
+    header as text) and the exposure identity; per CCD, astropy's HDF5 table layout
+    (``Table.write(..., serialize_meta=True)``): one compound dataset ``/<CCD>`` (gzip or lzf,
+    byte shuffle, Fletcher-32 checksums; ``dnt`` int8) holding the input and LPI columns, and
+    its YAML metadata ``/<CCD>.__table_column_meta__`` (column units, e.g. ``adu``, and
+    ``meta['params']``, ``meta['info']``). So ``Table.read("out.h5", path="N6")`` returns the
+    CCD's table, and pandas or h5py users find one compound dataset per CCD. The dataset's
+    attributes repeat every parameter, ``params_json``, ``info_json``, ``input_<kind>`` file
+    names, ``cloudcov_version``, ``nstars``, ``sha256`` (of the data and the YAML, checked on
+    resume) and ``complete``.
 
-A CCD is *done* when its table is present and its recorded ``CCPARAMS``/``params_json``
-equals the parameters of the new run.
+Writing: HDF5 files are built in memory and written to disk with ordinary file writes, so a
+full disk gives a clean ``OSError`` (no HDF5 library state to unwind) and the temporary file
+is removed; FITS files are written by astropy with ``CHECKSUM``/``DATASUM``.
+
+A CCD is *done* when its table is present, passes verification (FITS CHECKSUM/DATASUM and the
+header/file-size layout; HDF5 Fletcher-32 and the stored SHA-256) and its recorded
+``CCPARAMS``/``params_json`` equals the parameters of the new run.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pathlib
@@ -31,15 +43,20 @@ import warnings
 import numpy as np
 from astropy.table import Table
 
-from ._files import atomic_path, native
+from .._columns import restore_dtypes
+from .._provenance import version as _version
+from ._files import atomic_path, fits_layout_problem, native, write_bytes
+from .catalog import fits_safe, json_text
 
 __all__ = [
-    "FORMATS", "output_path", "parts_dir", "part_path", "write_ccd_output", "ccd_status",
-    "output_ccds", "assemble_output", "read_output",
+    "FORMATS", "format_of", "output_path", "parts_dir", "part_path", "write_ccd_output",
+    "ccd_status", "verify_ccd", "output_ccds", "assemble_output", "read_output",
 ]
 
 FORMATS = ("fits", "hdf5")
 _SUFFIX = {"fits": ".fits", "hdf5": ".h5"}
+_SUFFIXES = {"fits": (".fits", ".fit", ".fts"), "hdf5": (".h5", ".hdf5", ".hdf", ".he5")}
+_META = ".__table_column_meta__"
 _PARAM_CARDS = {"thr": "LPITHR", "outthr": "LPIOUTTH", "Np": "LPINP", "widx": "LPIWIDX",
                 "widy": "LPIWIDY", "dtype": "LPIDTYPE", "seed": "LPISEED"}
 
@@ -47,6 +64,37 @@ _PARAM_CARDS = {"thr": "LPITHR", "outthr": "LPIOUTTH", "Np": "LPINP", "widx": "L
 def _check_format(fmt):
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+    return fmt
+
+
+def format_of(path, fmt=None):
+    """The output format of a file name, checked against an explicit ``fmt``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; ``.fits``/``.fit``/``.fts`` mean FITS, ``.h5``/``.hdf5``/``.hdf``/``.he5``
+        HDF5 (case-insensitive).
+    fmt : {"fits", "hdf5"} or None, optional
+        The format asked for (``--format``); None: from the suffix, FITS if it says nothing.
+
+    Returns
+    -------
+    {"fits", "hdf5"}
+
+    Raises
+    ------
+    ValueError
+        ``fmt`` contradicts the suffix (e.g. ``--format hdf5 --out x.fits``), or is unknown.
+    """
+    name = pathlib.Path(path).name.lower()
+    implied = next((f for f, sfx in _SUFFIXES.items() if name.endswith(sfx)), None)
+    if fmt is None:
+        return implied or "fits"
+    _check_format(fmt)
+    if implied is not None and implied != fmt:
+        raise ValueError(f"format: {fmt!r} does not match the output name {path} (a "
+                         f"{implied.upper()} suffix); change --format or the suffix")
     return fmt
 
 
@@ -79,33 +127,15 @@ def part_path(out, ccd, fmt):
     return parts_dir(out) / f"{ccd}{_SUFFIX[_check_format(fmt)]}"
 
 
-def _json(obj):
-    return json.dumps(obj, sort_keys=True, default=_json_default)
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, (pathlib.Path, os.PathLike)):
-        return os.fspath(o)
-    return repr(o)
-
-
 def _canonical(params):
     """Parameters as they come back from JSON (for equality tests)."""
-    return json.loads(_json(params))
+    return json.loads(json_text(params))
 
 
 def _ccd_hdu(table, ccd, params, info):
     from astropy.io import fits
 
-    from .catalog import _fits_safe
-
-    t = _fits_safe(table)
+    t = fits_safe(table)
     t.meta = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
@@ -117,8 +147,8 @@ def _ccd_hdu(table, ccd, params, info):
     for key, card in _PARAM_CARDS.items():
         if key in params and isinstance(params[key], (int, float, str, np.integer, np.floating)):
             h[card] = params[key]
-    h["CCPARAMS"] = _json(params)
-    h["CCINFO"] = _json(info)
+    h["CCPARAMS"] = json_text(params)
+    h["CCINFO"] = json_text(info)
     h["COMMENT"] = "cloudcov LPI columns: cflux dcflux dcflux_diag fdb_res fdb_pred cchi2"
     h["COMMENT"] = "kcond0 kcond kpred dnt (dnt int8 bits stored as uint8)."
     h["COMMENT"] = "x = row, y = column (crowdsource convention, 0-based)."
@@ -128,8 +158,6 @@ def _ccd_hdu(table, ccd, params, info):
 def _primary_hdu(primary_header, exposure):
     from astropy.io import fits
 
-    from .. import _core
-
     hdr = fits.Header()
     if primary_header is not None:
         for card in primary_header.cards:
@@ -137,57 +165,81 @@ def _primary_hdu(primary_header, exposure):
                     or card.keyword.startswith("NAXIS"):
                 continue
             hdr.append(card)
-    hdr["CLOUDVER"] = (_core.__version__, "cloudcov version")
+    hdr["CLOUDVER"] = (_version(), "cloudcov version")
     for k, v in (exposure or {}).items():
         hdr[k] = v
     return fits.PrimaryHDU(header=hdr)
 
 
-def _h5_columns(table):
-    cols = {}
-    for name in table.colnames:
-        a = np.asarray(table[name])
-        if a.dtype.kind == "U":
-            a = np.char.encode(a, "utf-8")
-        cols[name] = native(a)
-    return cols
+def _h5_digest(f, ccd):
+    """SHA-256 of a CCD's stored table: the dataset's bytes, then its YAML metadata."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(f[ccd][()]).tobytes())
+    if ccd + _META in f:
+        for line in f[ccd + _META][()]:
+            h.update(bytes(line))
+            h.update(b"\n")
+    return h.hexdigest()
 
 
-def _write_h5_group(f, ccd, table, params, info, compression):
-    g = f.create_group(ccd)
-    for name, a in _h5_columns(table).items():
-        kw = {}
-        if a.size and a.dtype.kind != "S":
-            kw = dict(compression=compression, shuffle=True, fletcher32=True)
-            if compression == "gzip":
-                kw["compression_opts"] = 4
-        g.create_dataset(name, data=a, **kw)
-    g.attrs["column_order"] = np.array([n.encode() for n in table.colnames])
+def _write_h5_table(f, ccd, table, params, info, compression):
+    """One CCD in astropy's HDF5 table layout, with attributes for h5py/pandas users."""
+    t = table.copy(copy_data=False)
+    t.meta = {"ccd": ccd, "params": _canonical(params), "info": json.loads(json_text(info))}
+    kw = {}
+    if len(t):
+        kw = dict(compression=compression, shuffle=True, fletcher32=True)
+        if compression == "gzip":
+            kw["compression_opts"] = 4
+    t.write(f, path=ccd, format="hdf5", serialize_meta=True, **kw)
+    d = f[ccd]
     for k, v in params.items():
         if isinstance(v, (bool, int, float, str, np.integer, np.floating, np.bool_)):
-            g.attrs[k] = v
-    g.attrs["params_json"] = _json(params)
-    g.attrs["info_json"] = _json(info)
-    g.attrs["cloudcov_version"] = str(info.get("version", ""))
+            d.attrs[k] = v
+    d.attrs["params_json"] = json_text(params)
+    d.attrs["info_json"] = json_text(info)
+    d.attrs["cloudcov_version"] = str(info.get("version", ""))
     for kind, p in (info.get("files") or {}).items():
-        g.attrs[f"input_{kind}"] = os.fspath(p)
-    g.attrs["nstars"] = len(table)
-    g.attrs["complete"] = True
+        d.attrs[f"input_{kind}"] = os.fspath(p)
+    d.attrs["nstars"] = len(table)
+    d.attrs["sha256"] = _h5_digest(f, ccd)
+    d.attrs["complete"] = True
 
 
 def _h5_root_attrs(f, primary_header, exposure):
-    from .. import _core
-
     f.attrs["format"] = "cloudcov-cer"
-    f.attrs["cloudcov_version"] = _core.__version__
+    f.attrs["cloudcov_version"] = _version()
     if primary_header is not None:
         f.attrs["primary_header"] = primary_header.tostring(sep="\n", endcard=False, padding=False)
     for k, v in (exposure or {}).items():
         f.attrs[k] = v
 
 
+def _write_h5_file(path, fill):
+    """Build an HDF5 file in memory with ``fill(h5py.File)``, then write it to ``path``.
+
+    HDF5's own disk writes on a full disk leave the library in a state h5py cannot unwind
+    (errors at close, aborts); building the file image in memory and writing its bytes with
+    Python's file API turns a full disk into a plain ``OSError``.
+    """
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", track_order=True) as f:
+        fill(f)
+    write_bytes(path, buf.getbuffer())
+
+
+def _h5_ccds(f):
+    """Complete CCD tables of an open HDF5 output, in file order."""
+    import h5py
+
+    return [k for k, v in f.items() if isinstance(v, h5py.Dataset) and not k.endswith(_META)
+            and bool(v.attrs.get("complete", False))]
+
+
 def write_ccd_output(path, table, ccd, *, params, info=None, fmt="fits", primary_header=None,
-                     exposure=None, compression="gzip", before_replace=None):
+                     exposure=None, compression="gzip"):
     """Write one CCD's output table to its own file, atomically.
 
     Parameters
@@ -209,8 +261,6 @@ def write_ccd_output(path, table, ccd, *, params, info=None, fmt="fits", primary
         Extra primary cards / root attributes (scalars; FITS keys of <= 8 characters).
     compression : {"gzip", "lzf"}, optional
         HDF5 dataset compression (default gzip level 4).
-    before_replace : callable, optional
-        Test hook, see :func:`cloudcov.io._files.atomic_path`.
 
     Returns
     -------
@@ -228,7 +278,7 @@ def write_ccd_output(path, table, ccd, *, params, info=None, fmt="fits", primary
         raise ValueError(f"compression: expected 'gzip' or 'lzf', got {compression!r}")
     info = dict(info or {})
     path = pathlib.Path(path)
-    with atomic_path(path, before_replace) as tmp:
+    with atomic_path(path) as tmp:
         if fmt == "fits":
             from astropy.io import fits
 
@@ -236,11 +286,11 @@ def write_ccd_output(path, table, ccd, *, params, info=None, fmt="fits", primary
                                  _ccd_hdu(table, ccd, params, info)])
             hdus.writeto(tmp, overwrite=True, checksum=True)
         else:
-            import h5py
-
-            with h5py.File(tmp, "w", track_order=True) as f:
+            def fill(f):
                 _h5_root_attrs(f, primary_header, exposure)
-                _write_h5_group(f, ccd, table, params, info, compression)
+                _write_h5_table(f, ccd, table, params, info, compression)
+
+            _write_h5_file(tmp, fill)
     return path
 
 
@@ -267,17 +317,102 @@ def output_ccds(path):
             import h5py
 
             with h5py.File(path, "r") as f:
-                return [k for k in f.keys() if bool(f[k].attrs.get("complete", False))]
+                return _h5_ccds(f)
         from astropy.io import fits
 
         with fits.open(path, memmap=False) as hdul:
             return [h.name[:-4] for h in hdul if h.name.endswith("_CAT")]
-    except (OSError, ValueError):
+    except Exception:   # unreadable or corrupt: holds nothing usable
         return []
 
 
-def ccd_status(path, ccd, params):
-    """Whether one CCD of an output file is complete with the given parameters.
+def verify_ccd(path, ccd):
+    """Check one CCD's table in an output file against its stored checksums.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (FITS or HDF5; final file or part file).
+    ccd : str
+
+    Returns
+    -------
+    str or None
+        None when the table verifies; else why not (missing, truncated, checksum or hash
+        mismatch, unreadable).
+
+    Notes
+    -----
+    FITS: the header/file-size layout of the ``<CCD>_CAT`` extension, then astropy's
+    ``verify_checksum`` (header + data, ``CHECKSUM``) and ``verify_datasum`` (``DATASUM``);
+    a missing card fails. HDF5: reading the whole dataset checks every chunk's Fletcher-32
+    checksum, and the SHA-256 of the data and metadata must equal the stored ``sha256``.
+    """
+    from .tables import is_hdf5
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return "file missing"
+    try:
+        if is_hdf5(path):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if ccd not in _h5_ccds(f):
+                    return f"no complete table {ccd}"
+                d = f[ccd]
+                if d.shape != (int(d.attrs["nstars"]),):
+                    return f"{d.shape} rows stored, {int(d.attrs['nstars'])} recorded"
+                want = d.attrs.get("sha256")
+                if want is None:
+                    return "no stored sha256"
+                got = _h5_digest(f, ccd)        # reads every chunk: Fletcher-32 checked
+                if got != str(want):
+                    return "SHA-256 of the stored table does not match the recorded one"
+            return None
+        from astropy.io import fits
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                try:
+                    idx = hdul.index_of(f"{ccd}_CAT")
+                except KeyError:
+                    from ._files import truncation_problem
+
+                    why = truncation_problem(path, hdul)
+                    return f"no extension {ccd}_CAT" + (f" ({why})" if why else "")
+                why = fits_layout_problem(path, hdul, idx)
+                if why:
+                    return why
+                hdu = hdul[idx]
+                if hdu.verify_datasum() != 1:
+                    return "DATASUM verification failed (data changed or card missing)"
+                if hdu.verify_checksum() != 1:
+                    return "CHECKSUM verification failed (header or data changed, or card missing)"
+                if int(hdu.header["NAXIS2"]) != int(hdu.header["NSTARS"]):
+                    return f"NAXIS2 = {hdu.header['NAXIS2']} but NSTARS = {hdu.header['NSTARS']}"
+        return None
+    except Exception as exc:    # truncated or garbled beyond what the checks above name
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def _recorded_params(path, ccd):
+    from .tables import is_hdf5
+
+    if is_hdf5(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return json.loads(f[ccd].attrs["params_json"])
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        return json.loads(hdul[f"{ccd}_CAT"].header["CCPARAMS"])
+
+
+def ccd_status(path, ccd, params, *, reason=None):
+    """Whether one CCD of an output file is complete, intact and made with given parameters.
 
     Parameters
     ----------
@@ -286,48 +421,36 @@ def ccd_status(path, ccd, params):
     ccd : str
     params : dict
         Parameters of the new run.
+    reason : list, optional
+        If given, the reason of a ``"corrupt"`` status is appended to it.
 
     Returns
     -------
-    {"done", "missing", "mismatch", "unreadable"}
-        ``done``: table present and its recorded parameters equal ``params``.
+    {"done", "missing", "mismatch", "corrupt"}
+        ``done``: the table is present, passes :func:`verify_ccd` and its recorded parameters
+        equal ``params``; ``corrupt``: present but fails verification (truncated, flipped
+        bytes, unreadable).
     """
-    from .tables import is_hdf5
-
     path = pathlib.Path(path)
     if not path.exists():
         return "missing"
-    want = _canonical(params)
+    why = verify_ccd(path, ccd)
+    if why is not None:
+        if why.startswith(("no extension", "no complete table")) and "truncated" not in why:
+            return "missing"
+        if reason is not None:
+            reason.append(why)
+        return "corrupt"
     try:
-        if is_hdf5(path):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                if ccd not in f or not bool(f[ccd].attrs.get("complete", False)):
-                    return "missing"
-                g = f[ccd]
-                got = json.loads(g.attrs["params_json"])
-                n = int(g.attrs["nstars"])
-                if any(g[k].shape[:1] != (n,) for k in g.keys()):
-                    return "unreadable"
-        else:
-            from astropy.io import fits
-
-            with fits.open(path, memmap=False) as hdul:
-                names = [h.name for h in hdul]
-                if f"{ccd}_CAT" not in names:
-                    return "missing"
-                hdr = hdul[f"{ccd}_CAT"].header
-                got = json.loads(hdr["CCPARAMS"])
-                if int(hdr["NAXIS2"]) != int(hdr["NSTARS"]):
-                    return "unreadable"
-    except (OSError, KeyError, ValueError, TypeError):
-        return "unreadable"
-    return "done" if got == want else "mismatch"
+        got = _recorded_params(path, ccd)
+    except Exception as exc:
+        if reason is not None:
+            reason.append(f"recorded parameters unreadable ({type(exc).__name__}: {exc})")
+        return "corrupt"
+    return "done" if got == _canonical(params) else "mismatch"
 
 
-def assemble_output(path, sources, *, fmt="fits", primary_header=None, exposure=None,
-                    before_replace=None):
+def assemble_output(path, sources, *, fmt="fits", primary_header=None, exposure=None):
     """Write an exposure's output file from per-CCD sources, atomically.
 
     Parameters
@@ -342,16 +465,19 @@ def assemble_output(path, sources, *, fmt="fits", primary_header=None, exposure=
         Exposure header (FITS primary HDU / HDF5 ``primary_header`` attribute).
     exposure : dict, optional
         Extra primary cards / root attributes.
-    before_replace : callable, optional
-        Test hook.
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    OSError
+        Write failure (e.g. a full disk): ``path`` is untouched, no temporary file is left.
     """
     _check_format(fmt)
     path = pathlib.Path(path)
-    with atomic_path(path, before_replace) as tmp:
+    with atomic_path(path) as tmp:
         if fmt == "fits":
             from astropy.io import fits
 
@@ -370,21 +496,37 @@ def assemble_output(path, sources, *, fmt="fits", primary_header=None, exposure=
         else:
             import h5py
 
-            with h5py.File(tmp, "w", track_order=True) as f:
+            def fill(f):
                 _h5_root_attrs(f, primary_header, exposure)
                 for ccd, src in sources:
                     with h5py.File(src, "r") as s:
                         s.copy(s[ccd], f, name=ccd)
+                        if ccd + _META in s:
+                            s.copy(s[ccd + _META], f, name=ccd + _META)
+
+            _write_h5_file(tmp, fill)
     return path
 
 
-def _restore_dtypes(table):
-    from ..lpi import OUTPUT_COLUMNS
+def _read_h5_ccd(f, name):
+    from astropy.io.misc.hdf5 import read_table_hdf5
 
-    for name, dt in OUTPUT_COLUMNS.items():
-        if name in table.colnames and table[name].dtype != dt:
-            table[name] = np.asarray(table[name]).astype(dt)
-    return table
+    d = f[name]
+    if name + _META in f:
+        t = read_table_hdf5(f, path=name, character_as_bytes=False)
+        params, info = t.meta.get("params"), t.meta.get("info")
+    else:                                   # written without astropy's metadata
+        t = Table(native(d[()]))
+        params = info = None
+    t = Table(t, copy=False)
+    for c in t.colnames:
+        if t[c].dtype.byteorder not in ("=", "|") and t[c].dtype.str[0] != np.dtype("=f8").str[0]:
+            unit = t[c].unit
+            t[c] = native(np.asarray(t[c]))
+            t[c].unit = unit
+    t.meta = {"params": params if params is not None else json.loads(d.attrs["params_json"]),
+              "info": info if info is not None else json.loads(d.attrs["info_json"])}
+    return restore_dtypes(t)
 
 
 def read_output(path, ccd=None):
@@ -399,9 +541,10 @@ def read_output(path, ccd=None):
     Returns
     -------
     astropy.table.Table or dict of str -> Table
-        The table of ``ccd``, or every CCD's table in file order. Columns in native byte
-        order, ``dnt`` restored to int8; ``meta`` has ``params`` and ``info`` (dicts) and,
-        for FITS, ``header``.
+        The table of ``ccd`` (a ``Table``), or every CCD's table in file order (a dict).
+        Columns in native byte order, ``dnt`` restored to int8, units kept (the flux
+        columns are in ``adu``); ``meta`` has ``params`` and ``info`` (dicts) and, for FITS,
+        ``header``.
 
     Raises
     ------
@@ -409,6 +552,11 @@ def read_output(path, ccd=None):
         Missing file.
     KeyError
         ``ccd`` not in the file.
+
+    Notes
+    -----
+    Plain astropy reads the same files: ``Table.read(path, hdu="N6_CAT")`` (FITS) or
+    ``Table.read(path, path="N6")`` (HDF5, with units and ``meta``).
     """
     from .tables import is_hdf5
 
@@ -420,17 +568,11 @@ def read_output(path, ccd=None):
         import h5py
 
         with h5py.File(path, "r") as f:
-            names = [k for k in f.keys() if bool(f[k].attrs.get("complete", False))]
+            names = _h5_ccds(f)
             for name in names if ccd is None else [ccd]:
-                if name not in f:
-                    raise KeyError(f"{path}: no group {name!r} (have {names})")
-                g = f[name]
-                order = [c.decode() if isinstance(c, bytes) else str(c)
-                         for c in g.attrs["column_order"]]
-                t = Table({c: native(g[c][()]) for c in order}, names=order)
-                t.meta["params"] = json.loads(g.attrs["params_json"])
-                t.meta["info"] = json.loads(g.attrs["info_json"])
-                out[name] = _restore_dtypes(t)
+                if name not in names:
+                    raise KeyError(f"{path}: no table {name!r} (have {names})")
+                out[name] = _read_h5_ccd(f, name)
     else:
         from astropy.io import fits
 
@@ -442,8 +584,11 @@ def read_output(path, ccd=None):
                 hdu = hdul[f"{name}_CAT"]
                 cols = list(hdu.columns.names)
                 t = Table({c: native(np.asarray(hdu.data[c])) for c in cols}, names=cols)
+                for c in hdu.columns:
+                    if c.unit:
+                        t[c.name].unit = c.unit
                 t.meta["params"] = json.loads(hdu.header["CCPARAMS"])
                 t.meta["info"] = json.loads(hdu.header["CCINFO"])
                 t.meta["header"] = hdu.header.copy()
-                out[name] = _restore_dtypes(t)
+                out[name] = restore_dtypes(t)
     return out[ccd] if ccd is not None else out
