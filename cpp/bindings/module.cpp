@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "cloudcov/conditioning.hpp"
 #include "cloudcov/cov_lookup.hpp"
 #include "cloudcov/errors.hpp"
+#include "cloudcov/gpr.hpp"
 #include "cloudcov/infill.hpp"
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/lpi_stars.hpp"
@@ -472,6 +474,37 @@ py::dict lpi_impute_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c
     throw std::invalid_argument("image: expected float32 or float64");
 }
 
+// ---- GPR imputation (cloudcov.impute method "gpr") ------------------------------------------
+py::dict gpr_impute(const py::array& image, const py::array& bad, const py::array& rows,
+                    const py::array& cols, int half, int type, double a, double h_row,
+                    double h_col, const py::array& w_full, double var_full, int nthreads) {
+    auto x = cimage<double>(image, "image");
+    auto b = cimage<std::uint8_t>(bad, "bad");
+    cloudcov::require(b.rows == x.rows && b.cols == x.cols, "image and bad shapes differ");
+    const idx n = rows.size();
+    const auto* r = cptr<std::int64_t>(rows, "rows", 1);
+    const auto* c = cptr<std::int64_t>(cols, "cols", 1);
+    cloudcov::require(cols.size() == n, "rows and cols lengths differ");
+    const auto* wf = cptr<double>(w_full, "w_full", 1);
+    cloudcov::require(half >= 1 && half <= 64, "half must be in [1, 64]");
+    cloudcov::require(w_full.size() == (2 * half + 1) * (2 * half + 1), "w_full must have (2 half + 1)^2 entries");
+    cloudcov::require(type == 0 || type == 1, "type must be 0 (SE) or 1 (OU)");
+    cloudcov::require(a > 0 && h_row > 0 && h_col > 0 && std::isfinite(a) && std::isfinite(h_row) &&
+                          std::isfinite(h_col),
+                      "a, h_row, h_col must be finite and > 0");
+    cloudcov::GprKernel k{type, a, h_row, h_col};
+    py::array_t<double> mean(n), var(n);
+    py::array_t<std::int32_t> ngood(n);
+    py::array_t<std::uint8_t> full(n);
+    cloudcov::GprOutputs o{mean.mutable_data(), var.mutable_data(), ngood.mutable_data(),
+                           full.mutable_data()};
+    {
+        py::gil_scoped_release nogil;
+        cloudcov::gpr_impute(x, b, r, c, n, half, k, wf, var_full, o, nthreads);
+    }
+    return py::dict("mean"_a = mean, "var"_a = var, "ngood"_a = ngood, "full"_a = full);
+}
+
 // ---- preliminary infill -------------------------------------------------------------------
 template <class T>
 py::tuple prelim_infill_t(const py::array& image, const py::array& mask, idx wrow, idx wcol,
@@ -570,6 +603,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "bimage_buf"_a, "Np"_a, "wrow"_a, "wcol"_a, "data"_a, "bad"_a, "rows"_a, "cols"_a,
           "hidden"_a, "circmask"_a, "julia_compat"_a, "guard"_a, "nthreads"_a, "xbar_offset"_a,
           "pcov_offset"_a);
+    m.def("gpr_impute", &gpr_impute, "GPR mean and variance of target pixels from their windows.",
+          "image"_a, "bad"_a, "rows"_a, "cols"_a, "half"_a, "type"_a, "a"_a, "h_row"_a, "h_col"_a,
+          "w_full"_a, "var_full"_a, "nthreads"_a);
     m.def("prelim_infill", &prelim_infill, "Iterative boxcar infill of masked pixels.", "image"_a,
           "mask"_a, "wrow"_a, "wcol"_a, "widmult"_a, "max_rounds"_a, "min_good"_a);
     m.def("infill_widths", &cloudcov::infill_widths, "Infill window widths per round.", "w0"_a,

@@ -31,7 +31,7 @@ import numpy as np
 from ._validate import INT32_MAX, as_float, as_int, as_mask, as_numeric_array, as_rng, as_threads
 from .tiling import DEFAULT_MAX_MEMORY
 
-__all__ = ["ImputeResult", "impute", "METHODS"]
+__all__ = ["ImputeResult", "impute", "gpr_weights", "METHODS"]
 
 #: Methods understood by :func:`impute`.
 METHODS = ("lpi", "gpr", "median", "gaussian")
@@ -361,8 +361,9 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
     elif method == "lpi":
         mean, std, fallback, reasons, params, cov_draw = _impute_lpi(
             img, bad, gen, n_draw, threads, max_memory, progress, options)
-    else:  # pragma: no cover - filled in by the gpr commit
-        raise NotImplementedError(f"method={method!r} is not implemented yet")
+    else:
+        mean, std, fallback, reasons, params = _impute_gpr(img, bad, gen, n_draw, threads,
+                                                           max_memory, progress, options)
 
     out = img
     out[bad] = mean
@@ -725,3 +726,220 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     if draws_vals is not None:
         draws_vals = draws_vals + bkg
     return mean, std, fallback, reasons, params, draws_vals
+
+
+# ----------------------------------------------------------------------------- GPR
+
+_GPR_OPTIONS = ("kernel", "a", "h", "width", "mu", "tau", "sig_clip", "max_clip", "noise", "gain",
+                "calibrate", "max_train", "init", "min_train", "min_good")
+_GPR_KERNELS = {"se": 0, "ou": 1}
+
+
+def _gpr_cov(kernel, a, h_row, h_col, dr, dc):
+    """Covariance function values (astrofix K_SE / K_OU, paper eqs. 4-6) at offsets (dr, dc)."""
+    u = (np.asarray(dr, float) / h_row) ** 2 + (np.asarray(dc, float) / h_col) ** 2
+    return a * a * (np.exp(-0.5 * u) if kernel == "se" else np.exp(-np.sqrt(u)))
+
+
+def gpr_weights(kernel, a, h, width=9):
+    """Normalised GPR interpolation kernel of an isolated bad pixel and its model variance.
+
+    Parameters
+    ----------
+    kernel : {"se", "ou"}
+        Squared-exponential or Ornstein-Uhlenbeck covariance function.
+    a : float
+        Amplitude in units of the pixel noise sigma (astrofix's a / sigma), > 0.
+    h : float or (float, float)
+        Scale in pixels, isotropic or ``(h_row, h_col)``.
+    width : int, optional
+        Odd window width (default 9).
+
+    Returns
+    -------
+    weights : (width, width) ndarray of float64
+        Weights of the neighbours (centre 0), summing to 1.
+    var : float
+        Model variance of ``measured - weights . window`` in units of sigma^2.
+
+    Notes
+    -----
+    Zhang & Brandt 2021 (astrofix) eq. 3 with C_data = I: ``v = (K_GG + I)^-1 k_G`` by a
+    Cholesky solve, ``w = v / sum(v)``; ``var = a^2 + 1 - k_G.v (2/s - 1/s^2)``, ``s = sum(v)``.
+    The same formulas, for any pattern of good pixels, are evaluated in C++ by
+    ``cloudcov._core.gpr_impute``.
+    """
+    import scipy.linalg
+
+    h_row, h_col = (h, h) if np.ndim(h) == 0 else (float(h[0]), float(h[1]))
+    half = width // 2
+    d = np.arange(-half, half + 1)
+    dr, dc = np.meshgrid(d, d, indexing="ij")
+    keep = (dr != 0) | (dc != 0)
+    dr, dc = dr[keep], dc[keep]
+    K = _gpr_cov(kernel, a, h_row, h_col, dr[:, None] - dr[None, :], dc[:, None] - dc[None, :])
+    K[np.diag_indices_from(K)] += 1.0
+    k = _gpr_cov(kernel, a, h_row, h_col, dr, dc)
+    v = scipy.linalg.cho_solve(scipy.linalg.cho_factor(K, lower=True), k)
+    s = v.sum()
+    w = np.zeros((width, width))
+    w[keep.reshape(width, width)] = v / s
+    var = a * a + 1.0 - float(k @ v) * (2.0 / s - 1.0 / (s * s))
+    return w, var
+
+
+def _full_windows(x, ok, rows, cols, half):
+    """(n, w*w) windows of pixels whose full window lies inside and is all ``ok``."""
+    w = 2 * half + 1
+    d = np.arange(-half, half + 1)
+    r = rows[:, None, None] + d[None, :, None]
+    c = cols[:, None, None] + d[None, None, :]
+    return x[r, c].reshape(rows.size, w * w), ok[r, c].reshape(rows.size, w * w).all(axis=1)
+
+
+def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
+    import scipy.optimize
+    from scipy.ndimage import minimum_filter
+
+    from . import _core
+
+    _check_options("gpr", options, _GPR_OPTIONS)
+    kernel = options.get("kernel", "se")
+    if kernel not in _GPR_KERNELS:
+        raise ValueError(f"kernel: expected 'se' or 'ou', got {kernel!r}")
+    width = as_int("width", options.get("width", 9), minimum=3, odd=True, maximum=129)
+    half = width // 2
+    mu = as_float("mu", options.get("mu", 3000.0), positive=True)
+    tau = as_float("tau", options.get("tau", 200.0), positive=True)
+    sig_clip = as_float("sig_clip", options.get("sig_clip", 7.0))
+    max_clip = as_float("max_clip", options.get("max_clip", 5.0), positive=True)
+    max_train = as_int("max_train", options.get("max_train", 20000), minimum=10)
+    min_train = as_int("min_train", options.get("min_train", 300), minimum=1)
+    min_good = as_int("min_good", options.get("min_good", 3), minimum=1)
+    calibrate = _as_bool("calibrate", options.get("calibrate", True))
+    aniso = False
+    a_fix, h_fix = options.get("a"), options.get("h")
+    if (a_fix is None) != (h_fix is None):
+        raise ValueError("a, h: give both (fixed hyperparameters) or neither (fitted)")
+    init = options.get("init")
+    if h_fix is not None:
+        a_fix = as_float("a", a_fix, positive=True)
+        if np.ndim(h_fix) == 0:
+            h_fix = (as_float("h", h_fix, positive=True),) * 2
+        else:
+            if len(h_fix) != 2:
+                raise ValueError("h: expected a scale or (h_row, h_col)")
+            h_fix = (as_float("h[0]", h_fix[0], positive=True), as_float("h[1]", h_fix[1], positive=True))
+    elif init is not None:
+        aniso = len(init) == 3
+        if len(init) not in (2, 3):
+            raise ValueError("init: expected (a, h) or (a, h_row, h_col)")
+    noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
+    if not sig_white > 0:
+        raise ValueError("image: the white-noise sigma of the good pixels is 0; GPR needs noise")
+    nrow, ncol = bad.shape
+    xs = np.where(bad, 0.0, (img_nan - bkg) / sig_white)   # noise units, background 0
+    ok = ~bad
+
+    # ---- training set (astrofix sec. 4.1): bright good pixels with a complete, good window
+    interior = np.zeros(bad.shape, bool)
+    interior[half:nrow - half, half:ncol - half] = True
+    full_ok = interior & (minimum_filter(ok.astype(np.uint8), size=width, mode="constant", cval=0) > 0)
+    top = float(np.max(xs[ok]))
+    fit_info = {}
+    if h_fix is None:
+        thr_used = None
+        for clip in (sig_clip, 5.0, 3.0, 1.0, -np.inf):
+            if clip > sig_clip:
+                continue
+            upper = top / max_clip if top / max_clip > clip else np.inf   # below 1/max_clip of the peak
+            ts = full_ok & (xs > clip) & (xs < upper)
+            if np.count_nonzero(ts) >= min_train or clip == -np.inf:
+                thr_used = clip
+                break
+        tr, tc = np.nonzero(ts)
+        if tr.size > max_train:
+            pick = np.sort(gen.choice(tr.size, max_train, replace=False))
+            tr, tc = tr[pick], tc[pick]
+        if tr.size == 0:
+            raise ValueError("image: no good pixel has a complete good window for GPR training")
+        win, _ = _full_windows(xs, ok, tr, tc, half)
+        centre = win[:, (width * width) // 2].copy()
+
+        def objective(p):
+            a, hr = p[0], p[1]
+            hc = p[2] if aniso else hr
+            if not (a >= 1 and 0.5 <= hr <= width and 0.5 <= hc <= width):
+                return 1e10
+            w, _ = gpr_weights(kernel, a, (hr, hc), width)
+            res = np.mean(np.abs(centre - win @ w.reshape(-1)))
+            return res * (1.0 + math.exp(min((a - mu) / tau, 700.0)))   # astrofix eq. 7 penalty
+
+        x0 = np.asarray(init if init is not None else (3.0, 1.0), float)
+        bounds = [(1.0, None)] + [(0.5, float(width))] * (len(x0) - 1)
+        opt = scipy.optimize.minimize(objective, x0, method="Powell", bounds=bounds)
+        a_fit = float(opt.x[0])
+        h_use = (float(opt.x[1]), float(opt.x[2] if aniso else opt.x[1]))
+        fit_info = dict(n_train=int(tr.size), train_threshold_sigma=thr_used,
+                        train_residual=float(opt.fun), n_eval=int(opt.nfev))
+    else:
+        a_fit, h_use = a_fix, h_fix
+    w_full, var_full = gpr_weights(kernel, a_fit, h_use, width)
+
+    # ---- imputation (C++): precomputed all-good weights, Cholesky per other pattern
+    mr, mc = np.nonzero(bad)
+    out = _core.gpr_impute(np.ascontiguousarray(xs), np.ascontiguousarray(bad, np.uint8),
+                           mr.astype(np.int64), mc.astype(np.int64), half, _GPR_KERNELS[kernel],
+                           a_fit, h_use[0], h_use[1], np.ascontiguousarray(w_full.reshape(-1)),
+                           var_full, threads)
+    mean_s, var_s = out["mean"], out["var"]
+
+    # ---- std: model variance x local noise^2, calibrated on leave-one-out residuals
+    def sigma_loc(m_s):
+        return _noise_sigma(m_s * sig_white + bkg, noise, sig_white, bkg, gain) / sig_white
+
+    calib = None
+    cfac = np.ones(mr.size)
+    if calibrate:
+        cand = np.flatnonzero(full_ok.reshape(-1))
+        ncal = min(cand.size, 20000)
+        if ncal >= 200:
+            pick = np.sort(gen.choice(cand.size, ncal, replace=False))
+            cr, cc = np.unravel_index(cand[pick], bad.shape)
+            win, _ = _full_windows(xs, ok, cr, cc, half)
+            pred = win @ w_full.reshape(-1)
+            u = (win[:, (width * width) // 2] - pred) / (sigma_loc(pred) * math.sqrt(var_full))
+            order = np.argsort(pred)
+            nb = int(min(10, max(1, ncal // 500)))
+            edges = np.linspace(0, ncal, nb + 1).astype(int)
+            centres, facs = [], []
+            for b in range(nb):
+                sl = order[edges[b]:edges[b + 1]]
+                q1, q3 = np.percentile(u[sl], [25, 75])
+                centres.append(float(np.median(pred[sl])))
+                facs.append(float(q3 - q1) / 1.3489795003921634)
+            calib = dict(level_sigma=centres, factor=facs)
+            cfac = np.interp(mean_s, centres, facs)
+    std_s = cfac * sigma_loc(np.nan_to_num(mean_s)) * np.sqrt(np.clip(var_s, 0, None))
+
+    okp = (out["ngood"] >= min_good) & np.isfinite(mean_s) & np.isfinite(std_s)
+    mean = mean_s * sig_white + bkg
+    std = std_s * sig_white
+    reasons = {}
+    fallback = np.zeros(bad.shape, bool)
+    if not okp.all():
+        todo = np.zeros(bad.shape, bool)
+        todo[mr[~okp], mc[~okp]] = True
+        r2 = {}
+        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        mean[~okp] = m2
+        std[~okp] = s2
+        reasons["gpr_too_few_good"] = int((~okp).sum())
+        reasons.update({"gpr_to_" + k: v for k, v in r2.items()})
+        fallback = todo
+    params = dict(kernel=kernel, a=a_fit, h=list(h_use), width=width, mu=mu, tau=tau,
+                  fitted=h_fix is None, sig_clip=sig_clip, max_clip=max_clip, noise=noise,
+                  gain=gain, sigma_white=sig_white, background=bkg, var_full=var_full,
+                  n_full_pattern=int(np.count_nonzero(out["full"])), calibration=calib,
+                  **fit_info)
+    return mean, std, fallback, reasons, params
