@@ -562,9 +562,30 @@ def _as_centers(centers, shape):
     return rows.astype(np.int64), cols.astype(np.int64)
 
 
+def _lpi_training(img_nan, bad, Np, widx, widy, noise, gain, sig_white, bkg, gen, dt):
+    """LPI training image (CloudCovFix.jl ``proc_continuous`` preprocessing).
+
+    The background ``bkg`` is subtracted (``work``, 0 under the mask), masked pixels get the
+    preliminary infill (:func:`cloudcov.prelim_infill`), the image is padded by reflection
+    by ``(Np-1)/2 + (wid-1)/2`` (mask padded True) and every masked or padding pixel gets
+    noise from the noise model. Returns ``(work, train_pad, bad_pad, pad)``.
+    """
+    from .infill import prelim_infill
+
+    h = (Np - 1) // 2
+    work = np.where(bad, 0.0, img_nan - bkg)
+    inf = prelim_infill(work, bad)
+    pr, pc = h + (widx - 1) // 2, h + (widy - 1) // 2
+    pad = ((pr, pr), (pc, pc))
+    train_pad = np.pad(inf.image, pad, mode="reflect")
+    bad_pad = np.pad(bad, pad, mode="constant", constant_values=True)
+    sig = _noise_sigma(train_pad[bad_pad] + bkg, noise, sig_white, bkg, gain)
+    train_pad[bad_pad] += sig * gen.standard_normal(sig.size)
+    return work, np.ascontiguousarray(train_pad, dtype=dt), bad_pad, pad
+
+
 def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
     from ._validate import as_dtype, as_Np
-    from .infill import prelim_infill
     from .perstar import circle_mask
 
     _check_options("lpi", options, _LPI_OPTIONS)
@@ -592,16 +613,9 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
                   sigma_white=sig_white, background=bkg,
                   centers=None if centers is None else int(centers[0].size))
 
-    # training image: preliminary infill (cloudcov.prelim_infill) + noise on infilled pixels
-    work = np.where(bad, 0.0, img_nan - bkg)
-    inf = prelim_infill(work, bad)
-    pr, pc = h + (widx - 1) // 2, h + (widy - 1) // 2
-    pad = ((pr, pr), (pc, pc))
-    train_pad = np.pad(inf.image, pad, mode="reflect")
-    bad_pad = np.pad(bad, pad, mode="constant", constant_values=True)
-    sig = _noise_sigma(train_pad[bad_pad] + bkg, noise, sig_white, bkg, gain)
-    train_pad[bad_pad] += sig * gen.standard_normal(sig.size)
-    train_pad = np.ascontiguousarray(train_pad, dtype=dt)
+    work, train_pad, bad_pad, pad = _lpi_training(img_nan, bad, Np, widx, widy, noise, gain,
+                                                  sig_white, bkg, gen, dt)
+    pr, pc = pad[0][0], pad[1][0]
     circ = (np.zeros((Np, Np), np.uint8) if rlim is None
             else circle_mask(Np, rlim).astype(np.uint8))
 
@@ -640,6 +654,8 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         return out
 
     data0 = np.ascontiguousarray(np.pad(work, pad, mode="reflect"), dtype=dt)
+    stamp_of = np.full(mr.size, -1)
+    stamp_of[assigned] = label[assigned]
     if n == 0:
         pass
     elif mode == "independent":
@@ -652,8 +668,6 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         std[order] = np.sqrt(np.clip(np.concatenate([np.diag(p) for p in pcov]), 0, None))
         if n_draw:
             draws_vals[:, order] = conditional_draws(xbar, pcov, range(n), order)
-        stamp_of = np.full(mr.size, -1)
-        stamp_of[assigned] = label[assigned]
     else:
         colour = _colour_stamps(rows, cols, Np)
         params["n_colours"] = int(colour.max()) + 1
@@ -696,8 +710,6 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
                     draws_vals[d - 1, ordc] = dv
                     im[mr[ordc], mc[ordc]] = np.where(np.isfinite(dv), dv, 0.0)
             filled[mr[ordc], mc[ordc]] = True
-        stamp_of = np.full(mr.size, -1)
-        stamp_of[assigned] = label[assigned]
 
     # fallbacks: unassigned pixels (centers), stamps with too few good pixels or no stable solve
     good_px = (stamp_of >= 0) & ok_stamp[np.maximum(stamp_of, 0)] & np.isfinite(mean) & np.isfinite(std)
