@@ -412,3 +412,40 @@ def test_gpr_bad_options(rng):
         cc.impute(x, m, "gpr", width=8)
     with pytest.raises(ValueError, match="h"):
         cc.impute(x, m, "gpr", a=2.0, h=(1.0, 2.0, 3.0))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_impute_roundtrip(tmp_path, rng):
+    from astropy.io import fits
+
+    from cloudcov.cli import main
+
+    x = (500 + 20 * rng.standard_normal((60, 70))).astype(np.float32)
+    dq = np.zeros(x.shape, np.int32)
+    dq[rng.random(x.shape) < 0.02] = 1
+    dq[30:33, 30:33] = 8
+    hdr = fits.Header()
+    hdr["OBSERVER"] = "test"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(x, header=hdr, name="SCI")]).writeto(tmp_path / "in.fits")
+    fits.writeto(tmp_path / "dq.fits", dq)
+    out = tmp_path / "out.fits"
+    assert main(["impute", f"{tmp_path / 'in.fits'}[SCI]", "--dq", str(tmp_path / "dq.fits"),
+                 "--method", "median", "--n-draw", "2", "--seed", "3", "--out", str(out),
+                 "--set", "size=7"]) == 0
+    with fits.open(out) as h:
+        assert [u.name for u in h] == ["PRIMARY", "STD", "MASK", "DRAWS"]
+        assert h[0].header["OBSERVER"] == "test" and h[0].header["CCMETHOD"] == "median"
+        assert '"size": 7' in h[0].header["CCPARAMS"] and "cloudcov" in h[0].header["CCPROV"]
+        ref = cc.impute(x, dq, "median", size=7, n_draw=2, rng=3)
+        np.testing.assert_array_equal(h[0].data, ref.image)
+        np.testing.assert_array_equal(h["STD"].data, ref.std)
+        np.testing.assert_array_equal(h["MASK"].data, (dq != 0).astype(np.uint8))
+        assert h["DRAWS"].data.shape == (2, 60, 70)
+    # errors: clear message, exit 1, no output file written
+    bad = tmp_path / "bad.fits"
+    assert main(["impute", str(tmp_path / "in.fits[SCI]"), "--dq", str(tmp_path / "nope.fits"),
+                 "--out", str(bad)]) == 1
+    assert main(["impute", str(tmp_path / "in.fits[SCI]"), "--nan", "--method", "median",
+                 "--set", "size=4", "--out", str(bad)]) == 1
+    assert not bad.exists() and not list(tmp_path.glob("*.tmp"))
