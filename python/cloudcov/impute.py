@@ -540,7 +540,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
 
 
 _LPI_OPTIONS = ("Np", "widx", "widy", "mode", "centers", "noise", "gain", "rlim", "dtype", "guard",
-                "assign_half", "min_good")
+                "assign_half", "min_good", "calibrate", "n_calib")
 
 
 def _as_centers(centers, shape):
@@ -604,12 +604,14 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     assign_half = as_int("assign_half", options.get("assign_half", max(1, h // 2)), minimum=0,
                          maximum=h)
     min_good = as_int("min_good", options.get("min_good", Np), minimum=1, maximum=Np * Np)
+    calibrate = _as_bool("calibrate", options.get("calibrate", True))
+    n_calib = as_int("n_calib", options.get("n_calib", 2000), minimum=200, maximum=10**6)
     centers = options.get("centers")
     if centers is not None:
         centers = _as_centers(centers, bad.shape)
     noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
     params = dict(Np=Np, widx=widx, widy=widy, mode=mode, dtype=dt.name, guard=guard,
-                  rlim=rlim, assign_half=assign_half, min_good=min_good, noise=noise, gain=gain,
+                  rlim=rlim, calibrate=calibrate, assign_half=assign_half, min_good=min_good, noise=noise, gain=gain,
                   sigma_white=sig_white, background=bkg,
                   centers=None if centers is None else int(centers[0].size))
 
@@ -631,6 +633,15 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     sub = np.flatnonzero(assigned)
     order = sub[np.lexsort((fr * Np + fc, label[assigned]))]
     R, C = rows + pr, cols + pc
+    # calibration stamps: random good pixels hidden one at a time (their Z-scores calibrate std)
+    goodflat = np.flatnonzero(~bad.reshape(-1))
+    ncal = min(n_calib, goodflat.size) if calibrate and goodflat.size >= 200 else 0
+    if ncal:
+        cal = np.sort(gen.choice(goodflat.size, ncal, replace=False))
+        cr, cc_ = np.unravel_index(goodflat[cal], bad.shape)
+        cal_hidden = np.zeros((ncal, Np, Np), np.uint8)
+        cal_hidden[:, h, h] = 1
+        Rc, Cc = cr.astype(np.int64) + pr, cc_.astype(np.int64) + pc
 
     mean = np.full(mr.size, np.nan)
     std = np.full(mr.size, np.nan)
@@ -659,9 +670,17 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     if n == 0:
         pass
     elif mode == "independent":
-        xbar, pcov, dnt, kcond = _lpi_pass(train_pad, data0, np.ascontiguousarray(bad_pad, np.uint8),
-                                           R, C, hidden, circ, Np, widx, widy, max_memory, dt,
-                                           guard, threads, progress)
+        bad_u8 = np.ascontiguousarray(bad_pad, np.uint8)
+        if ncal:
+            xbar, pcov, dnt, kcond = _lpi_pass(train_pad, data0, bad_u8, np.concatenate([R, Rc]),
+                                               np.concatenate([C, Cc]),
+                                               np.concatenate([hidden, cal_hidden]), circ, Np,
+                                               widx, widy, max_memory, dt, guard, threads, progress)
+            cal_out = (xbar[n:], pcov[n:], dnt[n:])
+            xbar, pcov, dnt, kcond = xbar[:n], pcov[:n], dnt[:n], kcond[:n]
+        else:
+            xbar, pcov, dnt, kcond = _lpi_pass(train_pad, data0, bad_u8, R, C, hidden, circ, Np,
+                                               widx, widy, max_memory, dt, guard, threads, progress)
         ok_stamp = (dnt & 64 == 0) & (kcond >= min_good)
         n_guard = int(np.count_nonzero(dnt & 4))
         mean[order] = np.concatenate(xbar)
@@ -669,6 +688,11 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         if n_draw:
             draws_vals[:, order] = conditional_draws(xbar, pcov, range(n), order)
     else:
+        if ncal:
+            cx, cp, cd, _ = _lpi_pass(train_pad, data0, np.ascontiguousarray(bad_pad, np.uint8),
+                                      Rc, Cc, cal_hidden, circ, Np, widx, widy, max_memory, dt,
+                                      guard, threads, False)
+            cal_out = (cx, cp, cd)
         colour = _colour_stamps(rows, cols, Np)
         params["n_colours"] = int(colour.max()) + 1
         filled = np.zeros(bad.shape, bool)
@@ -711,6 +735,33 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
                     im[mr[ordc], mc[ordc]] = np.where(np.isfinite(dv), dv, 0.0)
             filled[mr[ordc], mc[ordc]] = True
 
+    # std calibration: IQR/1.349 of the calibration pixels' Z-scores in bins of predicted level
+    calib = None
+    if ncal and n:
+        cx, cp, cd = cal_out
+        okc = (cd & 64 == 0)
+        pred = np.array([v[0] if v.size else np.nan for v in cx])
+        sd = np.sqrt(np.clip(np.array([v[0, 0] if v.size else np.nan for v in cp]), 0, None))
+        truth = work[cr, cc_]
+        okc &= np.isfinite(pred) & (sd > 0)
+        if okc.sum() >= 200:
+            zc = (truth[okc] - pred[okc]) / sd[okc]
+            lev = pred[okc] / sig_white
+            order_c = np.argsort(lev)
+            nb = int(min(10, max(1, okc.sum() // 200)))
+            edges = np.linspace(0, okc.sum(), nb + 1).astype(int)
+            centres, facs = [], []
+            for b in range(nb):
+                sl = order_c[edges[b]:edges[b + 1]]
+                q1, q3 = np.percentile(zc[sl], [25, 75])
+                centres.append(float(np.median(lev[sl])))
+                facs.append(float(q3 - q1) / 1.3489795003921634)
+            calib = dict(level_sigma=centres, factor=facs, n=int(okc.sum()))
+            fac = np.interp(np.nan_to_num(mean) / sig_white, centres, facs)
+            std = std * fac
+            if draws_vals is not None:
+                draws_vals = mean[None, :] + fac[None, :] * (draws_vals - mean[None, :])
+    params["calibration"] = calib
     # fallbacks: unassigned pixels (centers), stamps with too few good pixels or no stable solve
     good_px = (stamp_of >= 0) & ok_stamp[np.maximum(stamp_of, 0)] & np.isfinite(mean) & np.isfinite(std)
     reasons = {}
