@@ -589,7 +589,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     from .perstar import circle_mask
 
     _check_options("lpi", options, _LPI_OPTIONS)
-    Np = as_Np(options.get("Np", 11))
+    Np = as_Np(options.get("Np", 9))
     widx = as_int("widx", options.get("widx", 129), minimum=1, odd=True, maximum=INT32_MAX)
     widy = options.get("widy")
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True, maximum=INT32_MAX)
