@@ -21,10 +21,8 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAME = REPO.parent / "shared" / "data" / "real" / "M13_blue_0001.fits"
@@ -69,20 +67,13 @@ print(json.dumps(dict(walls=walls, cpus=cpus, n_bad=int(mask.sum()), shape=list(
 
 
 def provenance():
-    import cloudcov
     from cloudcov import _core
+    from cloudcov._provenance import provenance as prov
 
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except Exception:  # pragma: no cover
-            return ""
-    dirty = " (dirty)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    return (f"cloudcov {cloudcov.__version__} git {git('rev-parse', '--short', 'HEAD')}{dirty}; "
-            f"simd={_core.simd_level()}; {platform.machine()}; python {platform.python_version()}; "
-            f"{len(os.sched_getaffinity(0))} cores available; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    p = prov(REPO)
+    dirty = " (dirty)" if p["git_dirty"] else ""
+    return (f"cloudcov {p['cloudcov']} git {p['git_commit'][:10]}{dirty}; simd={_core.simd_level()}; "
+            f"{p['machine']}; python {p['python']}; {p['ncpu']} cores available; {p['date_utc']}")
 
 
 def main():

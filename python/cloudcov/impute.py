@@ -654,6 +654,31 @@ def _lpi_training(img_nan, bad, Np, widx, widy, noise, gain, sig_white, bkg, gen
     return work, np.ascontiguousarray(train_pad, dtype=dt), bad_pad, pad
 
 
+def _calibration_table(level, z):
+    """IQR/1.349 of Z-scores in up to 10 equal-count bins of ``level`` (>= 200 per bin)."""
+    order = np.argsort(level)
+    nb = int(min(10, max(1, level.size // 200)))
+    edges = np.linspace(0, level.size, nb + 1).astype(int)
+    centres, facs = [], []
+    for b in range(nb):
+        sl = order[edges[b]:edges[b + 1]]
+        q1, q3 = np.percentile(z[sl], [25, 75])
+        centres.append(float(np.median(level[sl])))
+        facs.append(float(q3 - q1) / 1.3489795003921634)
+    return centres, facs
+
+
+def _fallback_fill(img_nan, bad, mr, mc, ok, max_memory, prefix, reasons):
+    """Median-box fallback (:func:`_median_fill`) for the masked pixels ``~ok`` (of
+    ``mr, mc``); returns ``(mean, std, fallback mask)`` of those pixels, counts in ``reasons``."""
+    todo = np.zeros(bad.shape, bool)
+    todo[mr[~ok], mc[~ok]] = True
+    r2 = {}
+    m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+    reasons.update({f"{prefix}_to_{k}": v for k, v in r2.items()})
+    return m2, s2, todo
+
+
 def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
     from ._validate import as_dtype, as_Np
     from .perstar import circle_mask
@@ -816,16 +841,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         okc &= np.isfinite(pred) & (sd > 0)
         if okc.sum() >= 200:
             zc = (truth[okc] - pred[okc]) / sd[okc]
-            lev = pred[okc] / sig_white
-            order_c = np.argsort(lev)
-            nb = int(min(10, max(1, okc.sum() // 200)))
-            edges = np.linspace(0, okc.sum(), nb + 1).astype(int)
-            centres, facs = [], []
-            for b in range(nb):
-                sl = order_c[edges[b]:edges[b + 1]]
-                q1, q3 = np.percentile(zc[sl], [25, 75])
-                centres.append(float(np.median(lev[sl])))
-                facs.append(float(q3 - q1) / 1.3489795003921634)
+            centres, facs = _calibration_table(pred[okc] / sig_white, zc)
             calib = dict(level_sigma=centres, factor=facs, n=int(okc.sum()))
             fac = np.interp(np.nan_to_num(mean) / sig_white, centres, facs)
             std = std * fac
@@ -837,10 +853,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     reasons = {}
     fallback = np.zeros(bad.shape, bool)
     if not good_px.all():
-        todo = np.zeros(bad.shape, bool)
-        todo[mr[~good_px], mc[~good_px]] = True
-        r2 = {}
-        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        m2, s2, fallback = _fallback_fill(img_nan, bad, mr, mc, good_px, max_memory, "lpi", reasons)
         mean[~good_px] = m2 - bkg
         std[~good_px] = s2
         if draws_vals is not None:
@@ -852,8 +865,6 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         nbad = int((~good_px).sum()) - nun
         if nbad:
             reasons["lpi_too_few_good_or_unstable"] = nbad
-        reasons.update({"lpi_to_" + k: v for k, v in r2.items()})
-        fallback = todo
     params.update(n_stamps=int(n), n_guard=n_guard)
     mean = mean + bkg
     if draws_vals is not None:
@@ -1052,15 +1063,7 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
             win, _ = _full_windows(xs, ok, cr, cc, half)
             pred = win @ w_full.reshape(-1)
             u = (win[:, (width * width) // 2] - pred) / (sigma_loc(pred) * math.sqrt(var_full))
-            order = np.argsort(pred)
-            nb = int(min(10, max(1, ncal // 500)))
-            edges = np.linspace(0, ncal, nb + 1).astype(int)
-            centres, facs = [], []
-            for b in range(nb):
-                sl = order[edges[b]:edges[b + 1]]
-                q1, q3 = np.percentile(u[sl], [25, 75])
-                centres.append(float(np.median(pred[sl])))
-                facs.append(float(q3 - q1) / 1.3489795003921634)
+            centres, facs = _calibration_table(pred, u)
             calib = dict(level_sigma=centres, factor=facs)
             cfac = np.interp(mean_s, centres, facs)
     std_s = cfac * sigma_loc(np.nan_to_num(mean_s)) * np.sqrt(np.clip(var_s, 0, None))
@@ -1071,15 +1074,10 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     reasons = {}
     fallback = np.zeros(bad.shape, bool)
     if not okp.all():
-        todo = np.zeros(bad.shape, bool)
-        todo[mr[~okp], mc[~okp]] = True
-        r2 = {}
-        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        m2, s2, fallback = _fallback_fill(img_nan, bad, mr, mc, okp, max_memory, "gpr", reasons)
         mean[~okp] = m2
         std[~okp] = s2
         reasons["gpr_too_few_good"] = int((~okp).sum())
-        reasons.update({"gpr_to_" + k: v for k, v in r2.items()})
-        fallback = todo
     params = dict(kernel=kernel, a=a_fit, h=list(h_use), width=width, mu=mu, tau=tau,
                   fitted=h_fix is None, sig_clip=sig_clip, max_clip=max_clip, noise=noise,
                   gain=gain, sigma_white=sig_white, background=bkg, var_full=var_full,

@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
-import platform
-import subprocess
 import sys
 import time
 
@@ -50,19 +47,9 @@ LEVELS = (3, 5, 10)
 
 
 def provenance():
-    import cloudcov
+    from cloudcov._provenance import provenance as prov
 
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except Exception:  # pragma: no cover
-            return ""
-    return dict(cloudcov=cloudcov.__version__, git_commit=git("rev-parse", "HEAD"),
-                git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
-                python=platform.python_version(), numpy=np.__version__,
-                ncpu=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return prov(REPO)
 
 
 def load_frame(name, crop=None):
