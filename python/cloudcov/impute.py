@@ -319,7 +319,8 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
         none), ``dtype`` (stack precision, default float64), ``guard`` (condition-number
         guard, default True), ``assign_half`` (half-size of the box of masked pixels a stamp
         predicts, default ``max(1, (Np-1)//4)``), ``min_good`` (good pixels a stamp needs, default
-        ``Np``), ``calibrate`` (default True), ``n_calib`` (calibration pixels, default 2000).
+        ``Np``), ``calibrate`` (default True), ``n_calib`` (calibration pixels, default 2000),
+        ``sym`` (accepted, see Notes).
 
         ``gpr``: ``kernel`` (``"se"`` squared exponential, default, or ``"ou"``
         Ornstein-Uhlenbeck), ``a`` and ``h`` (fixed amplitude in noise units and scale in
@@ -378,9 +379,12 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
     times a calibration factor: the IQR/1.349 of the Z-scores of ``n_calib`` random good pixels,
     each hidden alone in its own stamp of the same sweep, in up to 10 bins of predicted level
     (a Gaussian model with the 129-pixel window covariance over-predicts the scatter of
-    background pixels near stars; the factor is recorded in ``params["calibration"]``). The
-    symmetric covariance of CloudCovFix.jl (``sym=True``, ``build_cov_sym!``) is not
-    implemented.
+    background pixels near stars; the factor is recorded in ``params["calibration"]``). ``sym``:
+    CloudCovFix.jl's ``build_cov_sym!`` averages the two anchorings of each pixel pair
+    (products over the window of pixel i with shift d, and of pixel j = i + d with shift -d).
+    With cloudcov's boxcar sums of products (no circular shifts) the two are the same sum
+    (substitute q -> q + d), so the covariance is already symmetric; ``sym=True`` is accepted
+    for CloudCovFix.jl compatibility and changes nothing (tested).
 
     ``gpr`` (astrofix's model, Zhang & Brandt 2021, written from the paper). In units of the
     white-noise sigma (background subtracted), ``k = a^2 exp(-r^2/2h^2)`` (SE) or
@@ -610,7 +614,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
 
 
 _LPI_OPTIONS = ("Np", "widx", "widy", "mode", "centers", "noise", "gain", "rlim", "dtype", "guard",
-                "assign_half", "min_good", "calibrate", "n_calib")
+                "assign_half", "min_good", "calibrate", "n_calib", "sym")
 
 
 def _as_centers(centers, shape):
@@ -699,6 +703,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     assign_half = as_int("assign_half", options.get("assign_half", max(1, h // 2)), minimum=0,
                          maximum=h)
     min_good = as_int("min_good", options.get("min_good", Np), minimum=1, maximum=Np * Np)
+    sym = _as_bool("sym", options.get("sym", False))   # see the Notes: already symmetric
     calibrate = _as_bool("calibrate", options.get("calibrate", True))
     n_calib = as_int("n_calib", options.get("n_calib", 2000), minimum=200, maximum=10**6)
     centers = options.get("centers")
@@ -706,8 +711,8 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         centers = _as_centers(centers, bad.shape)
     noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
     params = dict(Np=Np, widx=widx, widy=widy, mode=mode, dtype=dt.name, guard=guard,
-                  rlim=rlim, calibrate=calibrate, assign_half=assign_half, min_good=min_good, noise=noise, gain=gain,
-                  sigma_white=sig_white, background=bkg,
+                  rlim=rlim, sym=sym, calibrate=calibrate, assign_half=assign_half,
+                  min_good=min_good, noise=noise, gain=gain, sigma_white=sig_white, background=bkg,
                   centers=None if centers is None else int(centers[0].size))
 
     work, train_pad, bad_pad, pad = _lpi_training(img_nan, bad, Np, widx, widy, noise, gain,
