@@ -459,6 +459,6 @@ def test_lpi_covariance_already_symmetric_sym_is_a_no_op(rng):
     np.testing.assert_allclose(cov, cov.T, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
     m = rng.random(x.shape) < 0.02
     a = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1)
-    b = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1, sym=True)
+    b = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1, sym=True, progress=True)
     np.testing.assert_array_equal(a.image, b.image)
     assert b.params["sym"] is True

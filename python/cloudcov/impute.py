@@ -576,7 +576,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
     from threadpoolctl import threadpool_limits
 
     from . import _core
-    from .tiling import sweep_plan
+    from .tiling import progress_bar, sweep_plan
 
     n = R.size
     kp = hidden.reshape(n, -1).sum(axis=1).astype(np.int64)
@@ -585,13 +585,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
     dnt = np.zeros(n, np.int8)
     kcond = np.zeros(n, np.int32)
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, max_memory, dt)
-    it = sweeps
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(sweeps, desc="cloudcov impute strips", unit="strip")
-        except ImportError:  # pragma: no cover
-            pass
+    it = progress_bar(sweeps, "cloudcov impute strips", progress)
     for sw in it:
         sel = sw.sel
         kps = kp[sel]
