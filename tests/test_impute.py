@@ -486,3 +486,17 @@ def test_lpi_covariance_already_symmetric_sym_is_a_no_op(rng):
     b = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1, sym=True, progress=True)
     np.testing.assert_array_equal(a.image, b.image)
     assert b.params["sym"] is True
+
+
+def test_continuous_draws_and_poisson_noise_model(rng):
+    x = 200 + correlated_field(rng, (60, 64), scale=2.0, amp=20.0, noise=3.0)
+    m = rng.random(x.shape) < 0.03
+    con = cc.impute(x, m, "lpi", Np=9, widx=21, rng=2, mode="continuous", n_draw=2)
+    assert con.draws.shape == (2,) + x.shape and np.all(np.isfinite(con.draws))
+    np.testing.assert_array_equal(con.draws[:, ~m], np.broadcast_to(x[~m], (2, int((~m).sum()))))
+    d = (con.draws[:, m] - con.image[m]) / con.std[m]
+    assert 0.5 < np.std(d) < 2.0 and not np.array_equal(con.draws[0], con.draws[1])
+    for method in ("lpi", "gpr"):
+        pois = cc.impute(x, m, method, rng=2, gain=4.0, **({"Np": 9, "widx": 21} if method == "lpi" else {}))
+        assert pois.params["noise"] == "poisson" and pois.params["gain"] == 4.0
+        assert np.all(np.isfinite(pois.image)) and np.all(pois.std[m] > 0)
