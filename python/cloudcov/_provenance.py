@@ -71,8 +71,14 @@ def _from_version(v):
     return m.group(1), m.group(2) is not None
 
 
-def provenance():
+def provenance(repo=None):
     """What made a result: version, git commit and dirty flag, Python/numpy, UTC date.
+
+    Parameters
+    ----------
+    repo : str or path-like, optional
+        The cloudcov source tree to ask git about (a script run from a checkout against an
+        installed build); default: the tree cloudcov was imported from, if it is one.
 
     Returns
     -------
@@ -94,7 +100,7 @@ def provenance():
     v = version()
     commit = dirty = None
     source = "unknown"
-    top = _source_tree()
+    top = pathlib.Path(repo) if repo is not None else _source_tree()
     if top is not None:
         commit = _git(["rev-parse", "HEAD"], top)
         status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".",

@@ -19,7 +19,7 @@ from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
 from .perstar import circle_mask
 from .psf import as_psf_model
-from .tiling import DEFAULT_MAX_MEMORY, plan_strips
+from .tiling import DEFAULT_MAX_MEMORY, progress_bar, sweep_plan
 
 __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
@@ -557,11 +557,11 @@ def _star_results(inp):
     res["dnt"][~inp.measured] = np.uint8(DNT_NOT_MEASURED).view(np.int8)
     return res
 
-
 def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, progress):
     """Step 6: the stack in memory-budgeted vertical strips, each swept once top to bottom
     with its stack kept in a ring buffer, and the per-star covariance, pixel classes and
-    conditioning of the strip's stars (``_core.lpi_strip``).
+    conditioning of the strip's stars (``_core.lpi_strip``; strip plan from
+    :func:`cloudcov.tiling.sweep_plan`, shared with :func:`cloudcov.impute`).
 
     Returns the per-star result arrays of every catalogue row (float64 floats; unmeasured
     stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips and the seconds
@@ -573,37 +573,15 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     R, C = prep.ri[stars] + prep.pad_rows, prep.ci[stars] + prep.pad_cols
     flux = inp.flux[stars]
     res = _star_results(inp)
-    strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
-                         Np, widx, widy, inp.max_memory, dt)
-    nslot = int(_core.n_slots(Np))
-    h = (Np - 1) // 2
-    mr, mc = h + (widx - 1) // 2, h + (widy - 1) // 2
-    out_rows = int(R.max() - R.min()) + Np   # boxcar-output rows of a strip holding every star
-    ring_len = max((s.col1 - s.col0 + Np - 1) * s.ring_rows for s in strips) * nslot
-    bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
-    ring_buf = np.empty(ring_len, dtype=dt)
-    bim_buf = np.empty(bim_len, dtype=dt)
-    it = strips
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(strips, desc="cloudcov strips", unit="strip")
-        except ImportError:  # pragma: no cover
-            pass
+    sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, inp.max_memory, dt)
     t_lpi = 0.0
     done = np.zeros(stars.size, bool)
-    for strip in it:
-        sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
-        if sel.size == 0:
-            continue
-        sel = sel[np.argsort(R[sel], kind="stable")]
-        a0, a1 = int(R[sel].min()) - mr, int(R[sel].max()) + mr + 1
-        b0, b1 = strip.col0 - mc, strip.col1 + mc
-        ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
+    for sw in progress_bar(sweeps, "cloudcov strips", progress):
+        sel = sw.sel
         t0 = time.perf_counter()
         with threadpool_limits(1):
-            out = _core.lpi_strip(prep.image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
-                                  widx, widy, prep.raw, prep.stars, prep.bad,
+            out = _core.lpi_strip(prep.image, sw.r0, sw.r1, sw.c0, sw.c1, sw.ring_rows, ring_buf,
+                                  bim_buf, Np, widx, widy, prep.raw, prep.stars, prep.bad,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
                                   np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
                                   circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
@@ -612,10 +590,10 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         for name in res:
             res[name][stars[sel]] = out[name]
         done[sel] = True
-        log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
-                  sel.size, ring_rows, time.perf_counter() - t0)
+        log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", sw.c0, sw.c1,
+                  sel.size, sw.ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any strip"
-    return res, strips, t_lpi
+    return res, sweeps, t_lpi
 
 
 def _output_table(inp, res, meta):
