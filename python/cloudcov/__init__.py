@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
 from .covariance import boxcar, build_cov, local_covariance, shift_stack, stack_value
 from . import io
 from .infill import InfillResult, add_sky_noise, prelim_infill
+from .impute import ImputeResult, impute
 from .lpi import OUTPUT_COLUMNS, PreparedCCD, prepare_ccd, process_ccd, star_details
 from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
 from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
@@ -36,6 +37,7 @@ __all__ = [
     "CloudCovError", "CloudCovWarning", "NumericalError",
     "boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",
+    "impute", "ImputeResult",
     "findmaxpsf", "gen_mask_static_psf", "outest_bounds",
     "circle_mask", "pixel_classes", "PixelClasses", "cond_cov_est", "ConditionedStar", "DNT_BITS",
 ]
