@@ -280,11 +280,16 @@ def main(argv=None):
     c.add_argument("--date", default=None,
                    help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
     _add_lpi_args(c)
+    from .clean import add_cli_parser as _add_clean
+
+    _add_clean(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "demo":
         return demo(args)
+    if args.command == "clean":
+        return args.func(args)
     if args.command in ("exposure", "ccd"):
         logging.captureWarnings(True)
         try:
