@@ -95,6 +95,17 @@ class _Steps:
             self.bar.close()
 
 
+def _lone(crm, hot):
+    """Single-pixel cosmic-ray groups (8-connected) that are hot pixels."""
+    from scipy import ndimage
+
+    if not crm.any():
+        return crm
+    lab, n = ndimage.label(crm, structure=np.ones((3, 3), bool))
+    size = np.bincount(lab.ravel())
+    return crm & hot & (size[lab] == 1)
+
+
 def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=None, bias=0.0,
           hot=True, dead=True, cosmic_rays=True, size=5, nsigma=6.0, guard=0.2,
           persistent_nsigma=4.0, min_frames=2, cr_method="lacosmic", cr_grow=1, sigclip=4.5,
@@ -135,7 +146,8 @@ def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=
         Cosmic-ray finder (default astroscrappy's LACosmic).
     cr_grow : int, optional
         Dilation iterations of the cosmic-ray mask (3 x 3 each); grown pixels get the
-        ``cr_wing`` bit and are imputed (default 1; 0 = none).
+        ``cr_wing`` bit and are imputed (default 1; 0 = none). A lone cosmic-ray pixel that is
+        also a hot pixel is not grown.
     sigclip, sigfrac, objlim, satlevel : optional
         LACosmic parameters (astroscrappy defaults; ``satlevel`` in ADU, default none).
     n_draw, rng, threads, max_memory : optional
@@ -160,11 +172,12 @@ def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=
 
     Notes
     -----
-    Dead pixels (and persistent dead pixels) are passed to LACosmic as masked: the positive
+    Dead pixels and persistent defects are passed to LACosmic as masked: the positive
     Laplacian next to a deep negative pixel would otherwise be called a cosmic ray (on the
     M13 frames, with their 0.5 % transient negative pixels, most LACosmic detections are of
-    that kind). Hot pixels are not masked: one-frame hot pixels and one-pixel cosmic rays are
-    indistinguishable and may carry both bits.
+    that kind), and a persistent hot pixel is a detector defect. One-frame hot pixels are not
+    masked: in one exposure they and one-pixel cosmic rays are indistinguishable and may
+    carry both bits (a lone one is not grown).
     """
     from .impute import impute
 
@@ -231,12 +244,17 @@ def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=
             crmask_in = known.copy()
             if deadm is not None:
                 crmask_in |= deadm
-            if pers is not None:
-                crmask_in |= (pers & DEFECT_BITS["dead"]) != 0
+            if pers is not None:  # known detector defects are not cosmic rays
+                crmask_in |= pers != 0
             crm = find_cosmic_rays(work, gain, readnoise, method=cr_method, bias=bias,
                                    mask=crmask_in, sigclip=sigclip, sigfrac=sigfrac,
                                    objlim=objlim, satlevel=satlevel)
-            wing = grow_mask(crm, cr_grow) & ~known
+            # grow real cosmic rays only: a lone hot pixel that LACosmic also calls a cosmic
+            # ray has no wings
+            hot_any = np.zeros(shape, bool) if hotm is None else hotm.copy()
+            if pers is not None:
+                hot_any |= (pers & DEFECT_BITS["hot"]) != 0
+            wing = grow_mask(crm & ~_lone(crm, hot_any), cr_grow) & ~known & ~crm
             steps.done("cosmic rays", f"cosmic rays {int(crm.sum())} pixels, wings "
                        f"{int(wing.sum())} (grow {cr_grow})")
         defects = combine_defects(shape, hot=hotm, dead=deadm, cosmic_ray=crm, cr_wing=wing,
@@ -318,7 +336,10 @@ def write_clean(path, result, *, header=None, inputs=None, overwrite=True):
             value = "none"
         if isinstance(value, (np.integer, np.floating, np.bool_)):
             value = value.item()
-        h[key] = (value, comment)
+        if isinstance(value, str) and len(value) > 40:
+            h[key] = value          # long strings (file names): no comment, CONTINUE cards
+        else:
+            h[key] = (value, comment)
 
     card("CLOUDVER", __version__, "cloudcov version")
     card("CCMETHOD", p["method"], "cloudcov clean: imputation method")

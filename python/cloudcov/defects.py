@@ -520,7 +520,7 @@ def _deepcr_available():
 
 def find_cosmic_rays(image, gain, readnoise, *, method="lacosmic", bias=0.0, mask=None,
                      sigclip=4.5, sigfrac=0.3, objlim=5.0, satlevel=None, niter=4, sepmed=True,
-                     fsmode="median", psffwhm=2.5, peak_nsigma=5.0, deepcr_model=DEEPCR_DEFAULT_MODEL,
+                     fsmode="median", psffwhm=2.5, peak_nsigma=6.0, deepcr_model=DEEPCR_DEFAULT_MODEL,
                      threshold=0.5, device="CPU", return_clean=False, cleantype="meanmask"):
     """Cosmic-ray pixels of one exposure: astroscrappy's LACosmic, or deepCR.
 
@@ -551,7 +551,8 @@ def find_cosmic_rays(image, gain, readnoise, *, method="lacosmic", bias=0.0, mas
     peak_nsigma : float or None, optional
         Keep a detected cosmic ray (8-connected group of flagged pixels) only if its
         brightest pixel is at least ``peak_nsigma`` noise sigmas above the median of its
-        neighbours (:func:`local_deviation`, with ``gain``); default 5. This removes
+        neighbours (:func:`local_deviation`, with ``gain``); default 6, the hot-pixel
+        threshold: a cosmic ray must have one pixel a single-pixel test would call hot. This removes
         LACosmic's detections next to *negative* outliers: the Laplacian of a pixel beside a
         low pixel is positive although the pixel itself is normal (on the M13 frames, with
         their heavy negative noise tail, most default LACosmic detections are of that kind).
