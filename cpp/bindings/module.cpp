@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "cloudcov/conditioning.hpp"
 #include "cloudcov/cov_lookup.hpp"
 #include "cloudcov/errors.hpp"
+#include "cloudcov/gpr.hpp"
 #include "cloudcov/infill.hpp"
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/lpi_stars.hpp"
@@ -383,6 +385,126 @@ py::dict lpi_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx 
     throw std::invalid_argument("image: expected float32 or float64");
 }
 
+// ---- imputation: one strip, explicit hidden sets (cloudcov.impute method "lpi") ----------
+template <class T>
+py::dict lpi_impute_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+                            idx ring_rows, py::array& ring, py::array& bimage_buf, idx Np,
+                            idx wrow, idx wcol, const py::array& data, const py::array& bad,
+                            const py::array& rows, const py::array& cols, const py::array& hidden,
+                            const py::array& circmask, bool julia_compat, bool guard,
+                            int nthreads, const py::array& xbar_offset,
+                            const py::array& pcov_offset) {
+    auto im = cimage<T>(image, "image");
+    T* rp = mptr<T>(ring, "ring", 1);
+    T* bp = mptr<T>(bimage_buf, "bimage_buf", 1);
+    cloudcov::require(wrow >= 1 && wcol >= 1, "boxcar widths wrow, wcol must be >= 1");
+    cloudcov::StarBatch<T> b;
+    b.Np = Np;
+    b.wrow = wrow;
+    b.wcol = wcol;
+    b.resid = cimage<T>(data, "data");
+    b.stars = b.resid;  // not read: diag_on = false
+    b.bad = cimage<std::uint8_t>(bad, "bad");
+    cloudcov::require(b.bad.rows == b.resid.rows && b.bad.cols == b.resid.cols &&
+                          im.rows == b.resid.rows && im.cols == b.resid.cols,
+                      "image, data and bad must have the same shape");
+    b.n = rows.size();
+    b.rows = cptr<std::int64_t>(rows, "rows", 1);
+    b.cols = cptr<std::int64_t>(cols, "cols", 1);
+    cloudcov::require(cols.size() == b.n, "rows and cols lengths differ");
+    b.given_hidden = cptr<std::uint8_t>(hidden, "hidden", 3);
+    cloudcov::require(hidden.shape(0) == b.n && hidden.shape(1) == Np && hidden.shape(2) == Np,
+                      "hidden must be (n, Np, Np)");
+    auto cm = cimage<std::uint8_t>(circmask, "circmask");
+    cloudcov::require(cm.rows == Np && cm.cols == Np, "circmask must be (Np, Np)");
+    b.circmask = cm.data;
+    b.julia_compat = julia_compat;
+    b.opt.diag_on = false;
+    b.opt.guard = guard;
+    b.xbar_offset = cptr<std::int64_t>(xbar_offset, "xbar_offset", 1);
+    b.pcov_offset = cptr<std::int64_t>(pcov_offset, "pcov_offset", 1);
+    cloudcov::require(xbar_offset.size() == b.n + 1 && pcov_offset.size() == b.n + 1,
+                      "offsets must have n + 1 entries");
+    // offsets must match the hidden counts (the kernel writes kpred, kpred^2 values)
+    const std::uint8_t* gh = b.given_hidden;
+    const idx npix = Np * Np;
+    for (idx k = 0; k < b.n; ++k) {
+        std::int64_t kp = 0;
+        for (idx i = 0; i < npix; ++i) kp += gh[k * npix + i] != 0;
+        cloudcov::require(b.xbar_offset[k + 1] - b.xbar_offset[k] == kp &&
+                              b.pcov_offset[k + 1] - b.pcov_offset[k] == kp * kp,
+                          "offsets do not match the hidden pixel counts");
+    }
+    py::array_t<double> xbar(b.n ? b.xbar_offset[b.n] : 0);
+    py::array_t<double> pcov(b.n ? b.pcov_offset[b.n] : 0);
+    {
+        auto xm = xbar.mutable_unchecked<1>();
+        for (idx i = 0; i < xm.shape(0); ++i) xm(i) = NAN;
+    }
+    b.xbar_out = xbar.mutable_data();
+    b.pcov_out = pcov.mutable_data();
+    OutArrays o(b.n);
+    auto ov = o.view();
+    {
+        py::gil_scoped_release nogil;  // all inputs are raw buffers owned by live arrays
+        cloudcov::lpi_strip<T>(im, in_r0, in_r1, in_c0, in_c1, ring_rows, rp,
+                               static_cast<idx>(ring.size()), bp, static_cast<idx>(bimage_buf.size()),
+                               b, ov, nthreads);
+    }
+    return py::dict("xbar"_a = xbar, "pcov"_a = pcov, "cchi2"_a = o.chi, "kcond"_a = o.k1, "kpred"_a = o.kp,
+                    "dnt"_a = o.dnt);
+}
+
+py::dict lpi_impute_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
+                          idx ring_rows, py::array ring, py::array bimage_buf, idx Np, idx wrow,
+                          idx wcol, const py::array& data, const py::array& bad,
+                          const py::array& rows, const py::array& cols, const py::array& hidden,
+                          const py::array& circmask, bool julia_compat, bool guard, int nthreads,
+                          const py::array& xbar_offset, const py::array& pcov_offset) {
+    if (is_dtype<float>(image))
+        return lpi_impute_strip_t<float>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring,
+                                         bimage_buf, Np, wrow, wcol, data, bad, rows, cols, hidden,
+                                         circmask, julia_compat, guard, nthreads, xbar_offset,
+                                         pcov_offset);
+    if (is_dtype<double>(image))
+        return lpi_impute_strip_t<double>(image, in_r0, in_r1, in_c0, in_c1, ring_rows, ring,
+                                          bimage_buf, Np, wrow, wcol, data, bad, rows, cols, hidden,
+                                          circmask, julia_compat, guard, nthreads, xbar_offset,
+                                          pcov_offset);
+    throw std::invalid_argument("image: expected float32 or float64");
+}
+
+// ---- GPR imputation (cloudcov.impute method "gpr") ------------------------------------------
+py::dict gpr_impute(const py::array& image, const py::array& bad, const py::array& rows,
+                    const py::array& cols, int half, int type, double a, double h_row,
+                    double h_col, const py::array& w_full, double var_full, int nthreads) {
+    auto x = cimage<double>(image, "image");
+    auto b = cimage<std::uint8_t>(bad, "bad");
+    cloudcov::require(b.rows == x.rows && b.cols == x.cols, "image and bad shapes differ");
+    const idx n = rows.size();
+    const auto* r = cptr<std::int64_t>(rows, "rows", 1);
+    const auto* c = cptr<std::int64_t>(cols, "cols", 1);
+    cloudcov::require(cols.size() == n, "rows and cols lengths differ");
+    const auto* wf = cptr<double>(w_full, "w_full", 1);
+    cloudcov::require(half >= 1 && half <= 64, "half must be in [1, 64]");
+    cloudcov::require(w_full.size() == (2 * half + 1) * (2 * half + 1), "w_full must have (2 half + 1)^2 entries");
+    cloudcov::require(type == 0 || type == 1, "type must be 0 (SE) or 1 (OU)");
+    cloudcov::require(a > 0 && h_row > 0 && h_col > 0 && std::isfinite(a) && std::isfinite(h_row) &&
+                          std::isfinite(h_col),
+                      "a, h_row, h_col must be finite and > 0");
+    cloudcov::GprKernel k{type, a, h_row, h_col};
+    py::array_t<double> mean(n), var(n);
+    py::array_t<std::int32_t> ngood(n);
+    py::array_t<std::uint8_t> full(n);
+    cloudcov::GprOutputs o{mean.mutable_data(), var.mutable_data(), ngood.mutable_data(),
+                           full.mutable_data()};
+    {
+        py::gil_scoped_release nogil;
+        cloudcov::gpr_impute(x, b, r, c, n, half, k, wf, var_full, o, nthreads);
+    }
+    return py::dict("mean"_a = mean, "var"_a = var, "ngood"_a = ngood, "full"_a = full);
+}
+
 // ---- preliminary infill -------------------------------------------------------------------
 template <class T>
 py::tuple prelim_infill_t(const py::array& image, const py::array& mask, idx wrow, idx wcol,
@@ -475,6 +597,15 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "resid"_a, "stars"_a, "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
           "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1,
           "flux_floor"_a = 1e4);
+    m.def("lpi_impute_strip", &lpi_impute_strip,
+          "One strip: stack sweep + conditional mean/covariance of given hidden pixel sets.",
+          "image"_a, "in_r0"_a, "in_r1"_a, "in_c0"_a, "in_c1"_a, "ring_rows"_a, "ring"_a,
+          "bimage_buf"_a, "Np"_a, "wrow"_a, "wcol"_a, "data"_a, "bad"_a, "rows"_a, "cols"_a,
+          "hidden"_a, "circmask"_a, "julia_compat"_a, "guard"_a, "nthreads"_a, "xbar_offset"_a,
+          "pcov_offset"_a);
+    m.def("gpr_impute", &gpr_impute, "GPR mean and variance of target pixels from their windows.",
+          "image"_a, "bad"_a, "rows"_a, "cols"_a, "half"_a, "type"_a, "a"_a, "h_row"_a, "h_col"_a,
+          "w_full"_a, "var_full"_a, "nthreads"_a);
     m.def("prelim_infill", &prelim_infill, "Iterative boxcar infill of masked pixels.", "image"_a,
           "mask"_a, "wrow"_a, "wcol"_a, "widmult"_a, "max_rounds"_a, "min_good"_a);
     m.def("infill_widths", &cloudcov::infill_widths, "Infill window widths per round.", "w0"_a,

@@ -1,5 +1,6 @@
 #include "cloudcov/lpi_stars.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -55,11 +56,24 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
                 t.data[i] = static_cast<double>(b.resid(R - h + pr, C - h + pc));
                 t.stars[i] = static_cast<double>(b.stars(R - h + pr, C - h + pc));
                 t.kmasked[i] = b.bad(R - h + pr, C - h + pc) != 0;
-                t.psf[i] = static_cast<double>(b.psf[k * npix + i]);
+                t.psf[i] = b.given_hidden ? 1.0 : static_cast<double>(b.psf[k * npix + i]);
             }
-        PixelCounts pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask,
-                                               b.flux[k], b.thr, Np, t.not_good.data(),
-                                               t.hidden.data(), b.flux_floor);
+        PixelCounts pc;
+        if (b.given_hidden) {
+            const std::uint8_t* gh = b.given_hidden + k * npix;
+            pc = PixelCounts{};
+            for (idx i = 0; i < npix; ++i) {
+                t.hidden[i] = gh[i] != 0;
+                t.not_good[i] = t.kmasked[i] || t.hidden[i] || (b.circmask && b.circmask[i]);
+                pc.kpred += t.hidden[i];
+                pc.kcond0 += !t.not_good[i];
+            }
+            pc.kcond = pc.kcond0;
+        } else {
+            pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask, b.flux[k],
+                                       b.thr, Np, t.not_good.data(), t.hidden.data(),
+                                       b.flux_floor);
+        }
         StarStamp st;
         st.Np = Np;
         st.data = t.data.data();
@@ -81,8 +95,12 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
         sc.julia_compat = b.julia_compat;
         sc.prepare();
         CondOptions opt = b.opt;
-        opt.keep_prediction = false;
+        opt.keep_prediction = b.xbar_out != nullptr;
         CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
+        if (b.xbar_out && !(r.dnt & DNT_UNSTABLE) && r.xbar.size() == st.hidden.size()) {
+            std::copy(r.xbar.begin(), r.xbar.end(), b.xbar_out + b.xbar_offset[k]);
+            std::copy(r.pcov.begin(), r.pcov.end(), b.pcov_out + b.pcov_offset[k]);
+        }
         out.dcflux[k] = r.dcflux;
         out.dcflux_diag[k] = r.dcflux_diag;
         out.fdb_res[k] = r.fdb_res;
@@ -140,8 +158,11 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         sub.n = k2 - k;
         sub.rows = b.rows + k;
         sub.cols = b.cols + k;
-        sub.psf = b.psf + k * npix;
-        sub.flux = b.flux + k;
+        if (b.psf) sub.psf = b.psf + k * npix;
+        if (b.flux) sub.flux = b.flux + k;
+        if (b.given_hidden) sub.given_hidden = b.given_hidden + k * npix;
+        if (b.xbar_offset) sub.xbar_offset = b.xbar_offset + k;
+        if (b.pcov_offset) sub.pcov_offset = b.pcov_offset + k;
         StarOutputs o{out.dcflux + k, out.dcflux_diag + k, out.fdb_res + k, out.fdb_pred + k,
                       out.cchi2 + k, out.kcond0 + k, out.kcond + k, out.kpred + k, out.dnt + k};
         lpi_stars<T>(sub, o, nthreads);

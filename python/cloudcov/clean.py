@@ -438,17 +438,25 @@ def run_cli(args):
     import sys
 
     from .errors import CloudCovError
-    from .io.images import read_image
+    from .io.imputed import parse_image_spec, read_image_spec
 
     on_tty = sys.stderr.isatty()
     if not on_tty:  # log lines instead of a progress bar
         log.setLevel(logging.INFO)
     try:
-        image, header, ext = read_image(args.image, "image")
+        image, header = read_image_spec(args.image, "image")
+        path, ext = parse_image_spec(args.image)
+        if ext not in (None, 0):  # instrument cards (GAIN, ...) often live in the primary
+            from .io._files import open_fits
+            with open_fits(path, "image") as hdul:
+                prim = hdul[0].header
+                for key in GAIN_KEYWORDS + READNOISE_KEYWORDS + ("PEDESTAL",):
+                    if key in prim and key not in header:
+                        header[key] = prim[key]
         frames = None
         if args.frames:
-            frames = [read_image(f, f"frames[{k}]")[0] for k, f in enumerate(args.frames)]
-        dq = read_image(args.dq, "dq")[0] if args.dq else None
+            frames = [read_image_spec(f, f"frames[{k}]")[0] for k, f in enumerate(args.frames)]
+        dq = read_image_spec(args.dq, "dq")[0] if args.dq else None
         gain, readnoise, bias = args.gain, args.readnoise, args.bias
         if gain is None:
             gain, key = _header_value(header, GAIN_KEYWORDS)

@@ -1,5 +1,5 @@
-"""Command-line front end: ``cloudcov demo``, ``cloudcov exposure``, ``cloudcov ccd`` (also
-``python -m cloudcov ...``)."""
+"""Command-line front end: ``cloudcov demo``, ``cloudcov exposure``, ``cloudcov ccd``,
+``cloudcov impute`` (also ``python -m cloudcov ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -230,6 +230,51 @@ def ccd(args):
     return 0
 
 
+def impute_cmd(args):
+    """``cloudcov impute``: impute the masked pixels of one FITS image."""
+    import json
+
+    from . import __version__
+    from .impute import impute
+    from .io.imputed import read_image_spec, write_impute_fits
+    from .survey import parse_bytes
+
+    t0 = time.perf_counter()
+    image, header = read_image_spec(args.image, "image")
+    if args.nan:
+        mask = None
+    else:
+        mask, _ = read_image_spec(args.mask or args.dq, "mask" if args.mask else "dq")
+        if mask.dtype.kind not in "biu":
+            mask = np.asarray(mask) != 0   # float masks: non-zero = bad
+        if mask.shape != image.shape:
+            raise ValueError(f"mask shape {mask.shape} != image shape {image.shape}")
+    opts = {}
+    for item in args.set or ():
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            opts[key] = json.loads(val)
+        except json.JSONDecodeError:
+            opts[key] = val
+    if args.gain is not None:
+        opts["gain"] = args.gain
+    res = impute(image, mask, args.method, n_draw=args.n_draw, rng=args.seed,
+                 threads=args.threads or None, max_memory=parse_bytes(args.max_memory),
+                 progress=sys.stderr.isatty(), **opts)
+    out = args.out or str(pathlib.Path(args.image.split("[")[0]).with_suffix("")) + "_imputed.fits"
+    prov = dict(cloudcov=__version__, image=args.image, mask=args.mask, dq=args.dq, nan=args.nan,
+                method=args.method, n_draw=args.n_draw, seed=args.seed, options=opts,
+                fallback_reasons=res.fallback_reasons,
+                seconds=round(time.perf_counter() - t0, 3))
+    write_impute_fits(out, res, header, prov)
+    print(f"cloudcov impute: {res.n_imputed} pixels imputed by {args.method} "
+          f"({res.n_fallback} by fallback) in {time.perf_counter() - t0:.1f} s")
+    print(f"  output: {out}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``cloudcov`` command.
 
@@ -280,6 +325,26 @@ def main(argv=None):
     c.add_argument("--date", default=None,
                    help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
     _add_lpi_args(c)
+    im = sub.add_parser("impute", help="impute masked pixels of a FITS image (lpi, gpr, median, gaussian)",
+                        description="Impute the bad pixels of IN.fits[EXT]; output FITS: imputed "
+                        "image (input header kept, parameters in CCPARAMS/CCPROV), STD, MASK "
+                        "(1 imputed, 2 fallback), DRAWS; written atomically.")
+    im.add_argument("image", help="input image, FILE.fits or FILE.fits[EXT]")
+    src = im.add_mutually_exclusive_group(required=True)
+    src.add_argument("--mask", help="mask image FILE[EXT], non-zero = bad")
+    src.add_argument("--dq", help="data-quality image FILE[EXT] (e.g. a DECam ood), non-zero = bad")
+    src.add_argument("--nan", action="store_true", help="impute the NaN pixels of the image")
+    im.add_argument("--method", choices=("lpi", "gpr", "median", "gaussian"), default="lpi",
+                    help="imputation method (default lpi)")
+    im.add_argument("--n-draw", type=int, default=0, help="random draws to write (DRAWS)")
+    im.add_argument("--gain", type=float, default=None,
+                    help="gain in e-/ADU (Poisson noise model for lpi/gpr)")
+    im.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    im.add_argument("--threads", type=int, default=0, help="threads (default 0 = all cores)")
+    im.add_argument("--max-memory", default="768M", help="stack memory budget (default 768M)")
+    im.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="method option, e.g. --set Np=15 --set kernel=ou (JSON values)")
+    im.add_argument("--out", default=None, help="output FITS (default IN_imputed.fits)")
     from .clean import add_cli_parser as _add_clean
 
     _add_clean(sub)
@@ -288,6 +353,12 @@ def main(argv=None):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "demo":
         return demo(args)
+    if args.command == "impute":
+        try:
+            return impute_cmd(args)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            print(f"cloudcov impute: error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "clean":
         return args.func(args)
     if args.command in ("exposure", "ccd"):

@@ -31,7 +31,7 @@ import numpy as np
 from ._validate import INT32_MAX, as_float, as_int, as_mask, as_numeric_array, as_rng, as_threads
 from .tiling import DEFAULT_MAX_MEMORY
 
-__all__ = ["ImputeResult", "impute", "METHODS"]
+__all__ = ["ImputeResult", "impute", "gpr_weights", "METHODS"]
 
 #: Methods understood by :func:`impute`.
 METHODS = ("lpi", "gpr", "median", "gaussian")
@@ -353,26 +353,656 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
     img, bad = _prepare(image, mask, nan_as_bad)
     dt = img.dtype
 
-    cov_draw = None  # (mean, cov-factor) draws of lpi/gpr come from the method itself
+    cov_draw = None  # (n_draw, n_masked) draws of lpi/gpr come from the method itself
     if method == "median":
         mean, std, fallback, reasons, params = _impute_median(img, bad, max_memory, options)
     elif method == "gaussian":
         mean, std, fallback, reasons, params = _impute_gaussian(img, bad, max_memory, options)
-    else:  # pragma: no cover - filled in by the lpi / gpr commits
-        raise NotImplementedError(f"method={method!r} is not implemented yet")
+    elif method == "lpi":
+        mean, std, fallback, reasons, params, cov_draw = _impute_lpi(
+            img, bad, gen, n_draw, threads, max_memory, progress, options)
+    else:
+        mean, std, fallback, reasons, params = _impute_gpr(img, bad, gen, n_draw, threads,
+                                                           max_memory, progress, options)
 
     out = img
     out[bad] = mean
     stdimg = np.zeros(img.shape, dt)
     stdimg[bad] = std
     draws = None
-    if n_draw and cov_draw is None:
+    if n_draw:
         draws = np.repeat(out[None], n_draw, axis=0)
-        noise = gen.standard_normal((n_draw, mean.size))
-        draws[:, bad] = (mean[None, :] + std[None, :] * noise).astype(dt)
-    if not (np.all(np.isfinite(out)) and np.all(np.isfinite(stdimg))):  # pragma: no cover
+        if cov_draw is None:
+            noise = gen.standard_normal((n_draw, mean.size))
+            draws[:, bad] = (mean[None, :] + std[None, :] * noise).astype(dt)
+        else:
+            draws[:, bad] = cov_draw.astype(dt)
+    if not (np.all(np.isfinite(out)) and np.all(np.isfinite(stdimg))
+            and (draws is None or np.all(np.isfinite(draws)))):  # pragma: no cover
         raise FloatingPointError(f"impute(method={method!r}) produced non-finite values; "
                                  "please report this")
     return ImputeResult(image=out, std=stdimg, draws=draws, mask=bad, method=method,
                         params=params, fallback=fallback, fallback_reasons=reasons)
 
+
+
+# ----------------------------------------------------------------------------- noise models
+
+def _white_sigma(img_nan, bad):
+    """White-noise sigma from adjacent-row differences of good pixels: IQR/1.349 / sqrt(2).
+
+    CloudCovFix.jl uses ``sig_iqr`` of the row-differenced image itself, the sigma of a
+    difference of two pixels, i.e. sqrt(2) times the white-noise sigma of one pixel; cloudcov
+    divides by sqrt(2).
+    """
+    both = ~bad[1:, :] & ~bad[:-1, :]
+    d = (img_nan[1:, :] - img_nan[:-1, :])[both]
+    if d.size < 2:
+        good = img_nan[~bad]
+        q1, q3 = np.percentile(good, [25, 75])
+        return float(q3 - q1) / 1.3489795003921634
+    q1, q3 = np.percentile(d, [25, 75])
+    return float(q3 - q1) / 1.3489795003921634 / math.sqrt(2.0)
+
+
+def _noise_sigma(values, noise, sigma_white, bkg, gain):
+    """Per-pixel noise sigma of ``values`` (ADU) under the noise model."""
+    if noise == "gaussian":
+        return np.full(np.shape(values), sigma_white)
+    # poisson above the background (Gaussian approximation) plus the background white noise
+    return np.sqrt(sigma_white ** 2 + np.maximum(np.asarray(values) - bkg, 0.0) / gain)
+
+
+def _noise_options(options, img_nan, bad):
+    gain = options.get("gain")
+    if gain is not None:
+        gain = as_float("gain", gain, positive=True)
+    noise = options.get("noise", "poisson" if gain is not None else "gaussian")
+    if noise not in ("poisson", "gaussian"):
+        raise ValueError(f"noise: expected 'poisson' or 'gaussian', got {noise!r}")
+    if noise == "poisson" and gain is None:
+        raise ValueError("noise='poisson' needs gain (e-/ADU)")
+    sig = _white_sigma(img_nan, bad)
+    bkg = float(np.median(img_nan[~bad]))
+    return noise, gain, sig, bkg
+
+
+# ----------------------------------------------------------------------------- LPI
+
+def _lpi_stamps(bad, Np, assign_half, centers):
+    """Stamp centres and the masked pixels each one predicts (every masked pixel once).
+
+    Without ``centers`` (CloudCovFix.jl ``proc_continuous`` order): masked pixels are visited
+    by distance from the image centre (ties by row, then column); an unassigned pixel opens a
+    stamp centred on it that takes every unassigned masked pixel within ``assign_half`` rows
+    and columns of its centre. With ``centers`` (``proc_discrete``): masked pixels go to the
+    nearest given centre (Chebyshev distance, ties to the first centre) within ``(Np-1)/2``;
+    pixels no centre reaches are not imputed by LPI (they fall back).
+
+    Returns ``(rows, cols, label)`` with ``label`` the stamp index of each masked pixel in
+    ``np.nonzero(bad)`` order (-1 when unassigned).
+    """
+    pr, pc = np.nonzero(bad)
+    nrow, ncol = bad.shape
+    label_img = np.full(bad.shape, -1, np.int64)
+    if centers is None:
+        d2 = (pr - nrow // 2) ** 2 + (pc - ncol // 2) ** 2
+        order = np.lexsort((pc, pr, d2))
+        rows, cols = [], []
+        a = assign_half
+        for i in order:
+            r, c = int(pr[i]), int(pc[i])
+            if label_img[r, c] >= 0:
+                continue
+            k = len(rows)
+            rows.append(r)
+            cols.append(c)
+            r0, r1, c0, c1 = max(r - a, 0), min(r + a + 1, nrow), max(c - a, 0), min(c + a + 1, ncol)
+            sub = label_img[r0:r1, c0:c1]
+            sub[(sub < 0) & bad[r0:r1, c0:c1]] = k
+        rows = np.asarray(rows, np.int64)
+        cols = np.asarray(cols, np.int64)
+    else:
+        rows, cols = centers
+        h = (Np - 1) // 2
+        best = np.full(pr.size, np.iinfo(np.int64).max)
+        for k in range(rows.size):
+            d = np.maximum(np.abs(pr - rows[k]), np.abs(pc - cols[k]))
+            take = (d <= h) & (d < best)
+            best[take] = d[take]
+            label_img[pr[take], pc[take]] = k
+    return rows, cols, label_img[pr, pc]
+
+
+def _colour_stamps(rows, cols, Np):
+    """Greedy colouring (in stamp order) so that stamps of one colour never overlap."""
+    n = rows.size
+    colour = np.zeros(n, np.int64)
+    cell = {}
+    for k in range(n):
+        gr, gc = int(rows[k]) // Np, int(cols[k]) // Np
+        used = set()
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                for j in cell.get((gr + dr, gc + dc), ()):
+                    if abs(int(rows[j]) - int(rows[k])) < Np and abs(int(cols[j]) - int(cols[k])) < Np:
+                        used.add(int(colour[j]))
+        c = 0
+        while c in used:
+            c += 1
+        colour[k] = c
+        cell.setdefault((gr, gc), []).append(k)
+    return colour
+
+
+def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, max_memory, dt,
+              guard, threads, progress):
+    """One strip sweep over the padded training image: conditional mean/cov of each stamp's
+    hidden pixels given its good pixels (C++ ``lpi_impute_strip``)."""
+    from threadpoolctl import threadpool_limits
+
+    from . import _core
+    from .tiling import sweep_plan
+
+    n = R.size
+    kp = hidden.reshape(n, -1).sum(axis=1).astype(np.int64)
+    xbar = [None] * n
+    pcov = [None] * n
+    dnt = np.zeros(n, np.int8)
+    kcond = np.zeros(n, np.int32)
+    sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, max_memory, dt)
+    it = sweeps
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+            it = tqdm(sweeps, desc="cloudcov impute strips", unit="strip")
+        except ImportError:  # pragma: no cover
+            pass
+    for sw in it:
+        sel = sw.sel
+        kps = kp[sel]
+        xo = np.zeros(sel.size + 1, np.int64)
+        np.cumsum(kps, out=xo[1:])
+        po = np.zeros(sel.size + 1, np.int64)
+        np.cumsum(kps * kps, out=po[1:])
+        with threadpool_limits(1):
+            out = _core.lpi_impute_strip(train_pad, sw.r0, sw.r1, sw.c0, sw.c1, sw.ring_rows,
+                                         ring_buf, bim_buf, Np, widx, widy, data_pad, bad_pad,
+                                         np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
+                                         np.ascontiguousarray(hidden[sel]), circ, False,
+                                         bool(guard), threads, xo, po)
+        dnt[sel] = out["dnt"]
+        kcond[sel] = out["kcond"]
+        for j, k in enumerate(sel):
+            xbar[k] = out["xbar"][xo[j]:xo[j + 1]]
+            pcov[k] = out["pcov"][po[j]:po[j + 1]].reshape(kps[j], kps[j])
+    return xbar, pcov, dnt, kcond
+
+
+_LPI_OPTIONS = ("Np", "widx", "widy", "mode", "centers", "noise", "gain", "rlim", "dtype", "guard",
+                "assign_half", "min_good", "calibrate", "n_calib")
+
+
+def _as_centers(centers, shape):
+    try:
+        rows, cols = centers
+    except (TypeError, ValueError):
+        raise TypeError("centers: expected a pair (rows, cols) of integer arrays") from None
+    rows = as_numeric_array("centers[0]", rows).reshape(-1)
+    cols = as_numeric_array("centers[1]", cols).reshape(-1)
+    if rows.size != cols.size:
+        raise ValueError(f"centers: {rows.size} rows but {cols.size} cols")
+    if rows.size == 0:
+        raise ValueError("centers: empty")
+    for name, v, n in (("centers[0]", rows, shape[0]), ("centers[1]", cols, shape[1])):
+        if v.dtype.kind == "f" and not np.all(v == np.round(v)):
+            raise ValueError(f"{name}: expected integer pixel positions")
+        if v.min() < 0 or v.max() >= n:
+            raise ValueError(f"{name}: positions must lie in [0, {n - 1}]")
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
+def _lpi_training(img_nan, bad, Np, widx, widy, noise, gain, sig_white, bkg, gen, dt):
+    """LPI training image (CloudCovFix.jl ``proc_continuous`` preprocessing).
+
+    The background ``bkg`` is subtracted (``work``, 0 under the mask), masked pixels get the
+    preliminary infill (:func:`cloudcov.prelim_infill`), the image is padded by reflection
+    by ``(Np-1)/2 + (wid-1)/2`` (mask padded True) and every masked or padding pixel gets
+    noise from the noise model. Returns ``(work, train_pad, bad_pad, pad)``.
+    """
+    from .infill import prelim_infill
+
+    h = (Np - 1) // 2
+    work = np.where(bad, 0.0, img_nan - bkg)
+    inf = prelim_infill(work, bad)
+    pr, pc = h + (widx - 1) // 2, h + (widy - 1) // 2
+    pad = ((pr, pr), (pc, pc))
+    train_pad = np.pad(inf.image, pad, mode="reflect")
+    bad_pad = np.pad(bad, pad, mode="constant", constant_values=True)
+    sig = _noise_sigma(train_pad[bad_pad] + bkg, noise, sig_white, bkg, gain)
+    train_pad[bad_pad] += sig * gen.standard_normal(sig.size)
+    return work, np.ascontiguousarray(train_pad, dtype=dt), bad_pad, pad
+
+
+def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
+    from ._validate import as_dtype, as_Np
+    from .perstar import circle_mask
+
+    _check_options("lpi", options, _LPI_OPTIONS)
+    Np = as_Np(options.get("Np", 11))
+    widx = as_int("widx", options.get("widx", 129), minimum=1, odd=True, maximum=INT32_MAX)
+    widy = options.get("widy")
+    widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True, maximum=INT32_MAX)
+    mode = options.get("mode", "independent")
+    if mode not in ("independent", "continuous"):
+        raise ValueError(f"mode: expected 'independent' or 'continuous', got {mode!r}")
+    dt = as_dtype("dtype", options.get("dtype", "float64"))
+    guard = _as_bool("guard", options.get("guard", True))
+    rlim = options.get("rlim")
+    rlim = None if rlim is None else as_float("rlim", rlim, positive=True)
+    h = (Np - 1) // 2
+    assign_half = as_int("assign_half", options.get("assign_half", max(1, h // 2)), minimum=0,
+                         maximum=h)
+    min_good = as_int("min_good", options.get("min_good", Np), minimum=1, maximum=Np * Np)
+    calibrate = _as_bool("calibrate", options.get("calibrate", True))
+    n_calib = as_int("n_calib", options.get("n_calib", 2000), minimum=200, maximum=10**6)
+    centers = options.get("centers")
+    if centers is not None:
+        centers = _as_centers(centers, bad.shape)
+    noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
+    params = dict(Np=Np, widx=widx, widy=widy, mode=mode, dtype=dt.name, guard=guard,
+                  rlim=rlim, calibrate=calibrate, assign_half=assign_half, min_good=min_good, noise=noise, gain=gain,
+                  sigma_white=sig_white, background=bkg,
+                  centers=None if centers is None else int(centers[0].size))
+
+    work, train_pad, bad_pad, pad = _lpi_training(img_nan, bad, Np, widx, widy, noise, gain,
+                                                  sig_white, bkg, gen, dt)
+    pr, pc = pad[0][0], pad[1][0]
+    circ = (np.zeros((Np, Np), np.uint8) if rlim is None
+            else circle_mask(Np, rlim).astype(np.uint8))
+
+    rows, cols, label = _lpi_stamps(bad, Np, assign_half, centers)
+    mr, mc = np.nonzero(bad)
+    n = rows.size
+    assigned = label >= 0
+    fr = mr[assigned] - rows[label[assigned]] + h
+    fc = mc[assigned] - cols[label[assigned]] + h
+    hidden = np.zeros((n, Np, Np), np.uint8)
+    hidden[label[assigned], fr, fc] = 1
+    # order of the concatenated per-stamp predictions: stamp, then flat index in the stamp
+    sub = np.flatnonzero(assigned)
+    order = sub[np.lexsort((fr * Np + fc, label[assigned]))]
+    R, C = rows + pr, cols + pc
+    # calibration stamps: random good pixels hidden one at a time (their Z-scores calibrate std)
+    goodflat = np.flatnonzero(~bad.reshape(-1))
+    ncal = min(n_calib, goodflat.size) if calibrate and goodflat.size >= 200 else 0
+    if ncal:
+        cal = np.sort(gen.choice(goodflat.size, ncal, replace=False))
+        cr, cc_ = np.unravel_index(goodflat[cal], bad.shape)
+        cal_hidden = np.zeros((ncal, Np, Np), np.uint8)
+        cal_hidden[:, h, h] = 1
+        Rc, Cc = cr.astype(np.int64) + pr, cc_.astype(np.int64) + pc
+
+    mean = np.full(mr.size, np.nan)
+    std = np.full(mr.size, np.nan)
+    draws_vals = None if n_draw == 0 else np.full((n_draw, mr.size), np.nan)
+    ok_stamp = np.zeros(n, bool)
+    n_guard = 0
+
+    def conditional_draws(xbar, pcov, sel_stamps, k_order):
+        # z ~ N(0, 1) in stamp order: independent of threads and strips
+        out = np.empty((n_draw, k_order.size))
+        pos = 0
+        for k in sel_stamps:
+            kp = xbar[k].size
+            if ok_stamp[k]:
+                w, v = np.linalg.eigh(pcov[k])
+                root = v * np.sqrt(np.clip(w, 0, None))
+                out[:, pos:pos + kp] = xbar[k][None, :] + (root @ gen.standard_normal((kp, n_draw))).T
+            else:
+                out[:, pos:pos + kp] = np.nan
+            pos += kp
+        return out
+
+    data0 = np.ascontiguousarray(np.pad(work, pad, mode="reflect"), dtype=dt)
+    stamp_of = np.full(mr.size, -1)
+    stamp_of[assigned] = label[assigned]
+    if n == 0:
+        pass
+    elif mode == "independent":
+        bad_u8 = np.ascontiguousarray(bad_pad, np.uint8)
+        if ncal:
+            xbar, pcov, dnt, kcond = _lpi_pass(train_pad, data0, bad_u8, np.concatenate([R, Rc]),
+                                               np.concatenate([C, Cc]),
+                                               np.concatenate([hidden, cal_hidden]), circ, Np,
+                                               widx, widy, max_memory, dt, guard, threads, progress)
+            cal_out = (xbar[n:], pcov[n:], dnt[n:])
+            xbar, pcov, dnt, kcond = xbar[:n], pcov[:n], dnt[:n], kcond[:n]
+        else:
+            xbar, pcov, dnt, kcond = _lpi_pass(train_pad, data0, bad_u8, R, C, hidden, circ, Np,
+                                               widx, widy, max_memory, dt, guard, threads, progress)
+        ok_stamp = (dnt & 64 == 0) & (kcond >= min_good)
+        n_guard = int(np.count_nonzero(dnt & 4))
+        mean[order] = np.concatenate(xbar)
+        std[order] = np.sqrt(np.clip(np.concatenate([np.diag(p) for p in pcov]), 0, None))
+        if n_draw:
+            draws_vals[:, order] = conditional_draws(xbar, pcov, range(n), order)
+    else:
+        if ncal:
+            cx, cp, cd, _ = _lpi_pass(train_pad, data0, np.ascontiguousarray(bad_pad, np.uint8),
+                                      Rc, Cc, cal_hidden, circ, Np, widx, widy, max_memory, dt,
+                                      guard, threads, False)
+            cal_out = (cx, cp, cd)
+        colour = _colour_stamps(rows, cols, Np)
+        params["n_colours"] = int(colour.max()) + 1
+        filled = np.zeros(bad.shape, bool)
+        images = [work.copy()] + [work.copy() for _ in range(n_draw)]
+        for c in range(int(colour.max()) + 1):
+            sel = np.flatnonzero(colour == c)
+            bad_c = np.ascontiguousarray(np.pad(bad & ~filled, pad, mode="constant",
+                                                constant_values=True), np.uint8)
+            # pixels of this colour, in the order of the concatenated predictions
+            in_c = np.isin(label[order], sel)
+            ordc = order[in_c]
+            remap = np.full(n, -1)
+            remap[sel] = np.arange(sel.size)
+            for d, im in enumerate(images):
+                dpad = np.ascontiguousarray(np.pad(im, pad, mode="reflect"), dtype=dt)
+                xbar, pcov, dnt, kcond = _lpi_pass(train_pad, dpad, bad_c, R[sel], C[sel],
+                                                   hidden[sel], circ, Np, widx, widy,
+                                                   max_memory, dt, guard, threads, False)
+                vals = np.concatenate(xbar)
+                if d == 0:
+                    ok_stamp[sel] = (dnt & 64 == 0) & (kcond >= min_good)
+                    n_guard += int(np.count_nonzero(dnt & 4))
+                    mean[ordc] = vals
+                    std[ordc] = np.sqrt(np.clip(np.concatenate([np.diag(p) for p in pcov]), 0, None))
+                    im[mr[ordc], mc[ordc]] = np.where(np.isfinite(vals), vals, 0.0)
+                else:
+                    okc = np.repeat(ok_stamp[sel], [x.size for x in xbar])
+                    dv = np.empty(vals.size)
+                    pos = 0
+                    for j, x in enumerate(xbar):
+                        kp = x.size
+                        if okc[pos] if kp else False:
+                            w, v = np.linalg.eigh(pcov[j])
+                            root = v * np.sqrt(np.clip(w, 0, None))
+                            dv[pos:pos + kp] = x + root @ gen.standard_normal(kp)
+                        else:
+                            dv[pos:pos + kp] = np.nan
+                        pos += kp
+                    draws_vals[d - 1, ordc] = dv
+                    im[mr[ordc], mc[ordc]] = np.where(np.isfinite(dv), dv, 0.0)
+            filled[mr[ordc], mc[ordc]] = True
+
+    # std calibration: IQR/1.349 of the calibration pixels' Z-scores in bins of predicted level
+    calib = None
+    if ncal and n:
+        cx, cp, cd = cal_out
+        okc = (cd & 64 == 0)
+        pred = np.array([v[0] if v.size else np.nan for v in cx])
+        sd = np.sqrt(np.clip(np.array([v[0, 0] if v.size else np.nan for v in cp]), 0, None))
+        truth = work[cr, cc_]
+        okc &= np.isfinite(pred) & (sd > 0)
+        if okc.sum() >= 200:
+            zc = (truth[okc] - pred[okc]) / sd[okc]
+            lev = pred[okc] / sig_white
+            order_c = np.argsort(lev)
+            nb = int(min(10, max(1, okc.sum() // 200)))
+            edges = np.linspace(0, okc.sum(), nb + 1).astype(int)
+            centres, facs = [], []
+            for b in range(nb):
+                sl = order_c[edges[b]:edges[b + 1]]
+                q1, q3 = np.percentile(zc[sl], [25, 75])
+                centres.append(float(np.median(lev[sl])))
+                facs.append(float(q3 - q1) / 1.3489795003921634)
+            calib = dict(level_sigma=centres, factor=facs, n=int(okc.sum()))
+            fac = np.interp(np.nan_to_num(mean) / sig_white, centres, facs)
+            std = std * fac
+            if draws_vals is not None:
+                draws_vals = mean[None, :] + fac[None, :] * (draws_vals - mean[None, :])
+    params["calibration"] = calib
+    # fallbacks: unassigned pixels (centers), stamps with too few good pixels or no stable solve
+    good_px = (stamp_of >= 0) & ok_stamp[np.maximum(stamp_of, 0)] & np.isfinite(mean) & np.isfinite(std)
+    reasons = {}
+    fallback = np.zeros(bad.shape, bool)
+    if not good_px.all():
+        todo = np.zeros(bad.shape, bool)
+        todo[mr[~good_px], mc[~good_px]] = True
+        r2 = {}
+        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        mean[~good_px] = m2 - bkg
+        std[~good_px] = s2
+        if draws_vals is not None:
+            draws_vals[:, ~good_px] = (m2 - bkg)[None, :] + s2[None, :] * gen.standard_normal(
+                (n_draw, m2.size))
+        nun = int(np.count_nonzero(stamp_of < 0))
+        if nun:
+            reasons["lpi_no_center"] = nun
+        nbad = int((~good_px).sum()) - nun
+        if nbad:
+            reasons["lpi_too_few_good_or_unstable"] = nbad
+        reasons.update({"lpi_to_" + k: v for k, v in r2.items()})
+        fallback = todo
+    params.update(n_stamps=int(n), n_guard=n_guard)
+    mean = mean + bkg
+    if draws_vals is not None:
+        draws_vals = draws_vals + bkg
+    return mean, std, fallback, reasons, params, draws_vals
+
+
+# ----------------------------------------------------------------------------- GPR
+
+_GPR_OPTIONS = ("kernel", "a", "h", "width", "mu", "tau", "sig_clip", "max_clip", "noise", "gain",
+                "calibrate", "max_train", "init", "min_train", "min_good")
+_GPR_KERNELS = {"se": 0, "ou": 1}
+
+
+def _gpr_cov(kernel, a, h_row, h_col, dr, dc):
+    """Covariance function values (astrofix K_SE / K_OU, paper eqs. 4-6) at offsets (dr, dc)."""
+    u = (np.asarray(dr, float) / h_row) ** 2 + (np.asarray(dc, float) / h_col) ** 2
+    return a * a * (np.exp(-0.5 * u) if kernel == "se" else np.exp(-np.sqrt(u)))
+
+
+def gpr_weights(kernel, a, h, width=9):
+    """Normalised GPR interpolation kernel of an isolated bad pixel and its model variance.
+
+    Parameters
+    ----------
+    kernel : {"se", "ou"}
+        Squared-exponential or Ornstein-Uhlenbeck covariance function.
+    a : float
+        Amplitude in units of the pixel noise sigma (astrofix's a / sigma), > 0.
+    h : float or (float, float)
+        Scale in pixels, isotropic or ``(h_row, h_col)``.
+    width : int, optional
+        Odd window width (default 9).
+
+    Returns
+    -------
+    weights : (width, width) ndarray of float64
+        Weights of the neighbours (centre 0), summing to 1.
+    var : float
+        Model variance of ``measured - weights . window`` in units of sigma^2.
+
+    Notes
+    -----
+    Zhang & Brandt 2021 (astrofix) eq. 3 with C_data = I: ``v = (K_GG + I)^-1 k_G`` by a
+    Cholesky solve, ``w = v / sum(v)``; ``var = a^2 + 1 - k_G.v (2/s - 1/s^2)``, ``s = sum(v)``.
+    The same formulas, for any pattern of good pixels, are evaluated in C++ by
+    ``cloudcov._core.gpr_impute``.
+    """
+    import scipy.linalg
+
+    h_row, h_col = (h, h) if np.ndim(h) == 0 else (float(h[0]), float(h[1]))
+    half = width // 2
+    d = np.arange(-half, half + 1)
+    dr, dc = np.meshgrid(d, d, indexing="ij")
+    keep = (dr != 0) | (dc != 0)
+    dr, dc = dr[keep], dc[keep]
+    K = _gpr_cov(kernel, a, h_row, h_col, dr[:, None] - dr[None, :], dc[:, None] - dc[None, :])
+    K[np.diag_indices_from(K)] += 1.0
+    k = _gpr_cov(kernel, a, h_row, h_col, dr, dc)
+    v = scipy.linalg.cho_solve(scipy.linalg.cho_factor(K, lower=True), k)
+    s = v.sum()
+    w = np.zeros((width, width))
+    w[keep.reshape(width, width)] = v / s
+    var = a * a + 1.0 - float(k @ v) * (2.0 / s - 1.0 / (s * s))
+    return w, var
+
+
+def _full_windows(x, ok, rows, cols, half):
+    """(n, w*w) windows of pixels whose full window lies inside and is all ``ok``."""
+    w = 2 * half + 1
+    d = np.arange(-half, half + 1)
+    r = rows[:, None, None] + d[None, :, None]
+    c = cols[:, None, None] + d[None, None, :]
+    return x[r, c].reshape(rows.size, w * w), ok[r, c].reshape(rows.size, w * w).all(axis=1)
+
+
+def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
+    import scipy.optimize
+    from scipy.ndimage import minimum_filter
+
+    from . import _core
+
+    _check_options("gpr", options, _GPR_OPTIONS)
+    kernel = options.get("kernel", "se")
+    if kernel not in _GPR_KERNELS:
+        raise ValueError(f"kernel: expected 'se' or 'ou', got {kernel!r}")
+    width = as_int("width", options.get("width", 9), minimum=3, odd=True, maximum=129)
+    half = width // 2
+    mu = as_float("mu", options.get("mu", 3000.0), positive=True)
+    tau = as_float("tau", options.get("tau", 200.0), positive=True)
+    sig_clip = as_float("sig_clip", options.get("sig_clip", 7.0))
+    max_clip = as_float("max_clip", options.get("max_clip", 5.0), positive=True)
+    max_train = as_int("max_train", options.get("max_train", 20000), minimum=10)
+    min_train = as_int("min_train", options.get("min_train", 300), minimum=1)
+    min_good = as_int("min_good", options.get("min_good", 3), minimum=1)
+    calibrate = _as_bool("calibrate", options.get("calibrate", True))
+    aniso = False
+    a_fix, h_fix = options.get("a"), options.get("h")
+    if (a_fix is None) != (h_fix is None):
+        raise ValueError("a, h: give both (fixed hyperparameters) or neither (fitted)")
+    init = options.get("init")
+    if h_fix is not None:
+        a_fix = as_float("a", a_fix, positive=True)
+        if np.ndim(h_fix) == 0:
+            h_fix = (as_float("h", h_fix, positive=True),) * 2
+        else:
+            if len(h_fix) != 2:
+                raise ValueError("h: expected a scale or (h_row, h_col)")
+            h_fix = (as_float("h[0]", h_fix[0], positive=True), as_float("h[1]", h_fix[1], positive=True))
+    elif init is not None:
+        aniso = len(init) == 3
+        if len(init) not in (2, 3):
+            raise ValueError("init: expected (a, h) or (a, h_row, h_col)")
+    noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
+    if not sig_white > 0:
+        raise ValueError("image: the white-noise sigma of the good pixels is 0; GPR needs noise")
+    nrow, ncol = bad.shape
+    xs = np.where(bad, 0.0, (img_nan - bkg) / sig_white)   # noise units, background 0
+    ok = ~bad
+
+    # ---- training set (astrofix sec. 4.1): bright good pixels with a complete, good window
+    interior = np.zeros(bad.shape, bool)
+    interior[half:nrow - half, half:ncol - half] = True
+    full_ok = interior & (minimum_filter(ok.astype(np.uint8), size=width, mode="constant", cval=0) > 0)
+    top = float(np.max(xs[ok]))
+    fit_info = {}
+    if h_fix is None:
+        thr_used = None
+        for clip in (sig_clip, 5.0, 3.0, 1.0, -np.inf):
+            if clip > sig_clip:
+                continue
+            upper = top / max_clip if top / max_clip > clip else np.inf   # below 1/max_clip of the peak
+            ts = full_ok & (xs > clip) & (xs < upper)
+            if np.count_nonzero(ts) >= min_train or clip == -np.inf:
+                thr_used = clip
+                break
+        tr, tc = np.nonzero(ts)
+        if tr.size > max_train:
+            pick = np.sort(gen.choice(tr.size, max_train, replace=False))
+            tr, tc = tr[pick], tc[pick]
+        if tr.size == 0:
+            raise ValueError("image: no good pixel has a complete good window for GPR training")
+        win, _ = _full_windows(xs, ok, tr, tc, half)
+        centre = win[:, (width * width) // 2].copy()
+
+        def objective(p):
+            a, hr = p[0], p[1]
+            hc = p[2] if aniso else hr
+            if not (a >= 1 and 0.5 <= hr <= width and 0.5 <= hc <= width):
+                return 1e10
+            w, _ = gpr_weights(kernel, a, (hr, hc), width)
+            res = np.mean(np.abs(centre - win @ w.reshape(-1)))
+            return res * (1.0 + math.exp(min((a - mu) / tau, 700.0)))   # astrofix eq. 7 penalty
+
+        x0 = np.asarray(init if init is not None else (3.0, 1.0), float)
+        bounds = [(1.0, None)] + [(0.5, float(width))] * (len(x0) - 1)
+        opt = scipy.optimize.minimize(objective, x0, method="Powell", bounds=bounds)
+        a_fit = float(opt.x[0])
+        h_use = (float(opt.x[1]), float(opt.x[2] if aniso else opt.x[1]))
+        fit_info = dict(n_train=int(tr.size), train_threshold_sigma=thr_used,
+                        train_residual=float(opt.fun), n_eval=int(opt.nfev))
+    else:
+        a_fit, h_use = a_fix, h_fix
+    w_full, var_full = gpr_weights(kernel, a_fit, h_use, width)
+
+    # ---- imputation (C++): precomputed all-good weights, Cholesky per other pattern
+    mr, mc = np.nonzero(bad)
+    out = _core.gpr_impute(np.ascontiguousarray(xs), np.ascontiguousarray(bad, np.uint8),
+                           mr.astype(np.int64), mc.astype(np.int64), half, _GPR_KERNELS[kernel],
+                           a_fit, h_use[0], h_use[1], np.ascontiguousarray(w_full.reshape(-1)),
+                           var_full, threads)
+    mean_s, var_s = out["mean"], out["var"]
+
+    # ---- std: model variance x local noise^2, calibrated on leave-one-out residuals
+    def sigma_loc(m_s):
+        return _noise_sigma(m_s * sig_white + bkg, noise, sig_white, bkg, gain) / sig_white
+
+    calib = None
+    cfac = np.ones(mr.size)
+    if calibrate:
+        cand = np.flatnonzero(full_ok.reshape(-1))
+        ncal = min(cand.size, 20000)
+        if ncal >= 200:
+            pick = np.sort(gen.choice(cand.size, ncal, replace=False))
+            cr, cc = np.unravel_index(cand[pick], bad.shape)
+            win, _ = _full_windows(xs, ok, cr, cc, half)
+            pred = win @ w_full.reshape(-1)
+            u = (win[:, (width * width) // 2] - pred) / (sigma_loc(pred) * math.sqrt(var_full))
+            order = np.argsort(pred)
+            nb = int(min(10, max(1, ncal // 500)))
+            edges = np.linspace(0, ncal, nb + 1).astype(int)
+            centres, facs = [], []
+            for b in range(nb):
+                sl = order[edges[b]:edges[b + 1]]
+                q1, q3 = np.percentile(u[sl], [25, 75])
+                centres.append(float(np.median(pred[sl])))
+                facs.append(float(q3 - q1) / 1.3489795003921634)
+            calib = dict(level_sigma=centres, factor=facs)
+            cfac = np.interp(mean_s, centres, facs)
+    std_s = cfac * sigma_loc(np.nan_to_num(mean_s)) * np.sqrt(np.clip(var_s, 0, None))
+
+    okp = (out["ngood"] >= min_good) & np.isfinite(mean_s) & np.isfinite(std_s)
+    mean = mean_s * sig_white + bkg
+    std = std_s * sig_white
+    reasons = {}
+    fallback = np.zeros(bad.shape, bool)
+    if not okp.all():
+        todo = np.zeros(bad.shape, bool)
+        todo[mr[~okp], mc[~okp]] = True
+        r2 = {}
+        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        mean[~okp] = m2
+        std[~okp] = s2
+        reasons["gpr_too_few_good"] = int((~okp).sum())
+        reasons.update({"gpr_to_" + k: v for k, v in r2.items()})
+        fallback = todo
+    params = dict(kernel=kernel, a=a_fit, h=list(h_use), width=width, mu=mu, tau=tau,
+                  fitted=h_fix is None, sig_clip=sig_clip, max_clip=max_clip, noise=noise,
+                  gain=gain, sigma_white=sig_white, background=bkg, var_full=var_full,
+                  n_full_pattern=int(np.count_nonzero(out["full"])), calibration=calib,
+                  **fit_info)
+    return mean, std, fallback, reasons, params

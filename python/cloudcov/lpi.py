@@ -18,7 +18,7 @@ from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
 from .perstar import circle_mask
 from .psf import as_psf_model
-from .tiling import DEFAULT_MAX_MEMORY, plan_strips
+from .tiling import DEFAULT_MAX_MEMORY, sweep_plan
 
 __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
@@ -395,37 +395,22 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
 
     # 6. strips: each swept top to bottom, its stack kept in a ring buffer of ring_rows rows
-    strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
-                         Np, widx, widy, max_memory, dt)
-    nslot = int(_core.n_slots(Np))
-    h = (Np - 1) // 2
-    mr, mc = h + (widx - 1) // 2, h + (widy - 1) // 2
-    out_rows = int(R.max() - R.min()) + Np   # boxcar-output rows of a strip holding every star
-    ring_len = max((s.col1 - s.col0 + Np - 1) * s.ring_rows for s in strips) * nslot
-    bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
-    ring_buf = np.empty(ring_len, dtype=dt)
-    bim_buf = np.empty(bim_len, dtype=dt)
-    it = strips
+    sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, max_memory, dt)
+    it = sweeps
     if progress:
         try:
             from tqdm.auto import tqdm
-            it = tqdm(strips, desc="cloudcov strips", unit="strip")
+            it = tqdm(sweeps, desc="cloudcov strips", unit="strip")
         except ImportError:  # pragma: no cover
             pass
     t_lpi = 0.0
     done = np.zeros(nstar, bool)
-    for strip in it:
-        sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
-        if sel.size == 0:
-            continue
-        sel = sel[np.argsort(R[sel], kind="stable")]
-        a0, a1 = int(R[sel].min()) - mr, int(R[sel].max()) + mr + 1
-        b0, b1 = strip.col0 - mc, strip.col1 + mc
-        ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
+    for sw in it:
+        sel = sw.sel
         t0 = time.perf_counter()
         with threadpool_limits(1):
-            out = _core.lpi_strip(in_image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
-                                  widx, widy, in_raw, in_stars, in_bad_u8,
+            out = _core.lpi_strip(in_image, sw.r0, sw.r1, sw.c0, sw.c1, sw.ring_rows, ring_buf,
+                                  bim_buf, Np, widx, widy, in_raw, in_stars, in_bad_u8,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
                                   np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
                                   circ, thr, bool(julia_compat), True, bool(guard), threads,
@@ -434,8 +419,8 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         for name in res:
             res[name][sel] = out[name]
         done[sel] = True
-        log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
-                  sel.size, ring_rows, time.perf_counter() - t0)
+        log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", sw.c0, sw.c1,
+                  sel.size, sw.ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any strip"
 
     # 7. output table
@@ -445,7 +430,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         table[name] = res[name].astype(np.float32)
     for name in ("kcond0", "kcond", "kpred", "dnt"):
         table[name] = res[name].astype(OUTPUT_COLUMNS[name])
-    meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
+    meta.update(nstrips=len(sweeps), ring_rows=int(max(s.ring_rows for s in sweeps)),
                 infill_rounds=inf.rounds, infill_fallback=inf.n_fallback,
                 n_masked=int(bad.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=threads,
@@ -453,5 +438,5 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                 seconds_total=round(time.perf_counter() - t_start, 3))
     table.meta["cloudcov"] = meta
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d", nstar,
-             len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
+             len(sweeps), t_lpi, meta["n_guard"], meta["n_unstable"])
     return table

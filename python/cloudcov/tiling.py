@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._validate import as_dtype, as_int, as_Np
 
-__all__ = ["Strip", "stack_bytes", "plan_strips", "DEFAULT_MAX_MEMORY"]
+__all__ = ["Strip", "stack_bytes", "plan_strips", "sweep_plan", "DEFAULT_MAX_MEMORY"]
 
 #: Default budget for the stack (bytes): 768 MiB, leaving room for the image arrays, the
 #: strip's float64 copy and running sums of a DECam CCD within the 1.5 GB per-CCD target.
@@ -118,3 +118,71 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
         ring = int(min(out_rows, _ring_rows(max_memory, oc, Np, itemsize)))
         strips.append(Strip(int(edges[i]), int(edges[i + 1]), ring))
     return strips
+
+
+@dataclass(frozen=True)
+class StripSweep:
+    """One strip's sweep: which centres, the input window, ring rows (see :func:`sweep_plan`).
+
+    Attributes
+    ----------
+    sel : ndarray of int64
+        Indices of the centres in the strip, sorted by row (stable).
+    r0, r1, c0, c1 : int
+        Padded-image window ``[r0:r1, c0:c1]`` whose stack the strip sweeps.
+    ring_rows : int
+        Boxcar-output rows held by the ring buffer.
+    """
+
+    sel: np.ndarray
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    ring_rows: int
+
+
+def sweep_plan(R, C, Np, widx, widy, max_memory, dtype):
+    """Strips of padded stamp centres and the shared ring/bimage buffers for ``lpi_strip``.
+
+    Parameters
+    ----------
+    R, C : (n,) ndarray of int64
+        Stamp centres in padded-image coordinates (the padding must hold every stamp and its
+        boxcar window: ``(Np - 1) / 2 + (wid - 1) / 2`` pixels beyond the centres).
+    Np, widx, widy, max_memory, dtype
+        As :func:`plan_strips` (``widy`` not None).
+
+    Returns
+    -------
+    sweeps : list of StripSweep
+        Non-empty strips, left to right; every centre is in exactly one.
+    ring_buf, bim_buf : ndarray of ``dtype``
+        Buffers large enough for every strip (reused strip after strip).
+
+    Notes
+    -----
+    The one strip plan of the C++ sweep (``lpi_strip``), shared by :func:`cloudcov.process_ccd`
+    and :func:`cloudcov.impute`. Results never depend on it (each centre's stamp and boxcar
+    window are complete in its strip).
+    """
+    dt = np.dtype(dtype)
+    strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
+                         Np, widx, widy, max_memory, dt)
+    nslot = int(_core.n_slots(Np))
+    h = (Np - 1) // 2
+    mr, mc = h + (widx - 1) // 2, h + (widy - 1) // 2
+    out_rows = int(R.max() - R.min()) + Np   # boxcar-output rows of a strip holding every centre
+    ring_len = max((s.col1 - s.col0 + Np - 1) * s.ring_rows for s in strips) * nslot
+    bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
+    sweeps = []
+    for strip in strips:
+        sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
+        if sel.size == 0:
+            continue
+        sel = sel[np.argsort(R[sel], kind="stable")]
+        a0, a1 = int(R[sel].min()) - mr, int(R[sel].max()) + mr + 1
+        b0, b1 = strip.col0 - mc, strip.col1 + mc
+        ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
+        sweeps.append(StripSweep(sel, a0, a1, b0, b1, ring_rows))
+    return sweeps, np.empty(ring_len, dtype=dt), np.empty(bim_len, dtype=dt)

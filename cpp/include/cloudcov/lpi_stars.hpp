@@ -32,6 +32,17 @@ struct StarBatch {
     double flux_floor = 1e4;  // stars fainter than this are masked as if this bright
     bool julia_compat = false;
     CondOptions opt;
+    // Imputation (cloudcov.impute method "lpi", CloudCovFix.jl semantics): when given_hidden is
+    // set, star k's hidden pixels are given_hidden[k * Np*Np + i] != 0 instead of the PSF
+    // classes, and its good pixels are those neither bad, hidden nor beyond circmask; psf and
+    // flux are not read (p = 1 for the unused flux outputs). With xbar_out set, the predicted
+    // hidden values (ascending flat index) go to xbar_out + xbar_offset[k] and the conditional
+    // covariance (kpred x kpred, row-major) to pcov_out + pcov_offset[k].
+    const std::uint8_t* given_hidden = nullptr;
+    double* xbar_out = nullptr;
+    double* pcov_out = nullptr;
+    const std::int64_t* xbar_offset = nullptr;
+    const std::int64_t* pcov_offset = nullptr;
 };
 
 struct StarOutputs {
