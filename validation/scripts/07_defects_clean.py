@@ -11,10 +11,11 @@ ray) and negative (dead) truth defects it recovers, and the flagged pixels the t
 support (|D| < 3 sigma_D). On the HorseHead plate (no defects, sharp stars) every flagged
 pixel is a false positive.
 
-Imputation (item 4, astrofix sec. 5.1 protocol). On M13 frame 1 and HorseHead, good pixels are
-hidden (1 % random pixels, 3 x 3 blocks, 1 x 5 lines; ~1 % of the image each) on top of the
-defects cloudcov.clean finds; each method imputes them and we report mean |imputed - true| /
-noise on all hidden pixels and those >= 3/5/10 sigma above the local background, the spread of
+Imputation (item 4, astrofix sec. 5.1 protocol, with the scenarios, noise model and scores of
+05_imputation.py, imported from it). On M13 frame 1 and HorseHead, good pixels are hidden
+(1 % random pixels, 3 x 3 blocks, 1 x 5 lines; ~1 % of the image each) on top of the defects
+cloudcov.clean finds; each method imputes them and we report mean |imputed - true| / noise on
+all hidden pixels and those >= 3/5/10 sigma above the local background, the spread of
 Z = (true - imputed) / std (IQR / 1.349, methods with a std), and the run time per frame.
 astroscrappy's cleaning runs only on pixels it detects, so the hidden pixels are turned into
 +1e6 e- spikes and detect_cosmics (objlim 0) cleans what it finds (coverage reported).
@@ -272,35 +273,6 @@ def horsehead_detection(hh):
 
 # ------------------------------------------------------------------------------ imputation
 
-def inject(shape, exclude, scenario, rng, frac=0.01, margin=3):
-    """Hidden-pixel mask of one scenario, disjoint from ``exclude`` (and its 1-px ring)."""
-    from scipy import ndimage
-    nrow, ncol = shape
-    forbid = ndimage.binary_dilation(exclude, iterations=1)
-    forbid[:margin] = forbid[-margin:] = True
-    forbid[:, :margin] = forbid[:, -margin:] = True
-    if scenario == "random 1%":
-        cand = np.flatnonzero(~forbid)
-        pick = rng.choice(cand, size=int(frac * nrow * ncol), replace=False)
-        m = np.zeros(shape, bool)
-        m.flat[pick] = True
-        return m
-    h, w = (3, 3) if scenario == "3x3 blocks" else (1, 5)
-    n = int(frac * nrow * ncol / (h * w))
-    m = np.zeros(shape, bool)
-    tries = 0
-    while n > 0 and tries < 50 * n + 1000:
-        tries += 1
-        r = rng.integers(margin, nrow - margin - h)
-        c = rng.integers(margin, ncol - margin - w)
-        blk = (slice(r - 1, r + h + 1), slice(c - 1, c + w + 1))
-        if forbid[blk].any() or m[blk].any():
-            continue
-        m[r:r + h, c:c + w] = True
-        n -= 1
-    return m
-
-
 def astroscrappy_fill(img_adu, hidden, known, gain, rn, bias, cleantype):
     """astroscrappy's cleaning of ``hidden``: spikes it detects and cleans (objlim 0)."""
     import astroscrappy
@@ -319,78 +291,80 @@ def biharmonic(img, mask):
     return inpaint_biharmonic(np.asarray(img, np.float64), mask)
 
 
-def impute_benchmark(name, img, known, noise, gain, rn, bias, rng, quick, timer, figdata):
-    """All methods on all scenarios for one image; returns the rows of the table."""
+def _v05():
+    """h-impute's validation helpers (05_imputation.py): hide, score, white_sigma."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("v05", Path(__file__).resolve().parent / "05_imputation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def impute_benchmark(name, img, known, gain, rn, bias, rng, quick, figdata):
+    """Every method on the three scenarios of 05_imputation.py for one image.
+
+    Masks: the defects ``known`` (from cloudcov.clean) plus the hidden pixels; noise model and
+    brightness levels as 05_imputation.py (one white sigma from row differences; levels =
+    (true - 31 x 31 median) / sigma), so the numbers compare with its table.
+    """
     from scipy import ndimage
 
     import cloudcov
-    img = np.asarray(img, np.float64)
-    bg = ndimage.median_filter(img, size=15)
+    v05 = _v05()
+    img = np.ascontiguousarray(img, np.float64)
+    sigma = v05.white_sigma(img, known)
+    level = (img - ndimage.median_filter(img, size=31, mode="reflect")) / sigma
     rows = []
-    scenarios = ("random 1%", "3x3 blocks", "1x5 lines")
     methods = ["median", "gaussian", "lpi", "gpr", "astroscrappy medmask", "astroscrappy idw",
                "skimage biharmonic", "deepCR inpaint"]
-    for sc in scenarios:
-        hid = inject(img.shape, known, sc, rng)
+    if quick:
+        methods = ["median", "gaussian", "astroscrappy medmask", "skimage biharmonic"]
+    for sc in v05.SCENARIOS:
+        hid = v05.hide(sc, known, rng)
         truth = img[hid]
-        sig = noise[hid]
-        zsrc = (truth - bg[hid]) / sig
+        lev = level[hid]
         for meth in methods:
             t0 = time.perf_counter()
             std = None
             cover = None
-            try:
-                if meth in ("median", "gaussian", "lpi", "gpr"):
-                    r = cloudcov.impute(img, hid | known, method=meth, rng=0)
-                    est, std = r.image[hid], r.std[hid]
-                elif meth.startswith("astroscrappy"):
-                    cl, cr = astroscrappy_fill(img, hid, known, gain, rn, bias, meth.split()[1])
-                    est = cl[hid]
-                    cover = float(cr[hid].mean())
-                    # pixels astroscrappy did not find keep their spike: score the cleaned ones
-                    found = cr[hid]
-                    truth_s, sig_s, zsrc_s = truth[found], sig[found], zsrc[found]
-                    est = est[found]
-                elif meth == "skimage biharmonic":
-                    if quick is False and img.size > 2e6:
-                        continue
-                    est = biharmonic(img, hid | known)[hid]
-                else:
-                    from cloudcov.defects import _deepcr_available
-                    if not _deepcr_available():
-                        continue
-                    from deepCR import deepCR
-                    mdl = deepCR(mask="ACS-WFC-F606W-2-32", inpaint="ACS-WFC-F606W-2-32", device="CPU")
-                    est = mdl.inpaint(((img - bias) * gain).astype(np.float32),
-                                      (hid | known).astype(np.float32)) / gain + bias
-                    est = np.asarray(est)[hid]
-            except NotImplementedError:
-                continue
+            sel = np.ones(truth.size, bool)
+            if meth in ("median", "gaussian", "lpi", "gpr"):
+                r = cloudcov.impute(img, hid | known, method=meth, rng=0)
+                est, std = r.image[hid], r.std[hid]
+            elif meth.startswith("astroscrappy"):
+                cl, cr = astroscrappy_fill(img, hid, known, gain, rn, bias, meth.split()[1])
+                est = cl[hid]
+                # pixels it did not find keep their spike: not scored, nor are cleaned pixels
+                # with such a spike in their 5 x 5 cleaning window (it contaminates idw/mean)
+                missed = hid & ~cr
+                near = ndimage.binary_dilation(missed, structure=np.ones((5, 5), bool))
+                sel = cr[hid] & ~near[hid]
+                cover = float(cr[hid].mean())
+            elif meth == "skimage biharmonic":
+                est = biharmonic(img, hid | known)[hid]
+            else:
+                from cloudcov.defects import _deepcr_available
+                if not _deepcr_available():
+                    continue
+                from deepCR import deepCR
+                mdl = deepCR(mask="ACS-WFC-F606W-2-32", inpaint="ACS-WFC-F606W-2-32", device="CPU")
+                est = np.asarray(mdl.inpaint(((img - bias) * gain).astype(np.float32),
+                                             (hid | known).astype(np.float32))) / gain + bias
+                est = est[hid]
             dt = time.perf_counter() - t0
-            if cover is None:
-                truth_s, sig_s, zsrc_s = truth, sig, zsrc
-            err = np.abs(est - truth_s) / sig_s
-            row = dict(image=name, scenario=sc, method=meth, n_hidden=int(hid.sum()), seconds=dt,
-                       mean_abs_z_all=float(err.mean()))
-            for thr in (3, 5, 10):
-                sel = zsrc_s >= thr
-                row[f"n_ge{thr}"] = int(sel.sum())
-                row[f"mean_abs_z_ge{thr}"] = float(err[sel].mean()) if sel.any() else None
-            if std is not None:
-                okz = std > 0
-                row["n_std_zero"] = int((~okz).sum())
-                z = (truth - est)[okz] / std[okz]
-                q1, q3 = np.percentile(z, [25, 75])
-                row["z_width_iqr"] = float((q3 - q1) / 1.349)
-                row["frac_abs_z_gt3"] = float(np.mean(np.abs(z) > 3))
-                figdata.setdefault((name, sc), {})[meth] = z
+            row = dict(image=name, scenario=sc, method=meth, seconds=dt, sigma=sigma,
+                       **v05.score(truth[sel], est[sel], None if std is None else std[sel], lev[sel], sigma))
             if cover is not None:
                 row["astroscrappy_coverage"] = cover
+                row["n_scored"] = int(sel.sum())
+            if std is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    z = (truth - est) / std
+                figdata.setdefault((name, sc), {})[meth] = z[np.isfinite(z)]
             rows.append(row)
-            print(f"  {name:10s} {sc:11s} {meth:22s} |err|/noise {row['mean_abs_z_all']:.3f}"
-                  f"  cover {cover}"
-                  f"  >=5sig {row['mean_abs_z_ge5'] if row['mean_abs_z_ge5'] is None else round(row['mean_abs_z_ge5'], 3)}"
-                  f"  Zw {row.get('z_width_iqr', float('nan')):.3f}  {dt:.2f} s", flush=True)
+            print(f"  {name:10s} {sc:9s} {meth:22s} mae {row['mae']:.3f}  >=5 {row['mae_ge5']}"
+                  f"  >=10 {row['mae_ge10']}  z_iqr {row.get('z_iqr')}  cover {cover}  {dt:.2f} s",
+                  flush=True)
     return rows
 
 
@@ -509,30 +483,26 @@ def main(argv=None):
         fig_cutouts(out / "defects_cutouts_m13.png", np.asarray(frames[0], np.float64), cleaned0,
                     tr0["truth"], res0.defects, tr0["D"], tr0["sigma_pair"] / np.sqrt(1.5))
     imp_rows = []
+    clean_counts = None
     if not args.skip_imputation:
         import cloudcov
         rng = np.random.default_rng(args.seed)
         figdata = {}
         x0 = np.asarray(frames[0], np.float64)
         r0 = cloudcov.clean(frames[0], frames=frames[1:], gain=gain, readnoise=rn, bias=bias)
-        known = r0.defects != 0
-        sky = np.median(x0) - bias
-        from scipy import ndimage
-        sm = ndimage.median_filter(x0, 5) - bias
-        noise = np.sqrt((pt["readnoise_adu"]) ** 2 + np.maximum(sm - sky, 0) / gain + sky / gain * 0)
-        imp_rows += impute_benchmark("M13 frame1", x0, known, noise, gain, rn, bias, rng,
-                                     args.quick, timer, figdata)
+        imp_rows += impute_benchmark("M13 frame1", x0, r0.defects != 0, gain, rn, bias, rng,
+                                     args.quick, figdata)
         geff = hh_res["effective_gain"]
         rh = cloudcov.clean(hh, gain=geff, readnoise=0.0)
-        knownh = rh.defects != 0
-        noiseh = np.full(hh.shape, hh_res["sigma_plate"])
-        imp_rows += impute_benchmark("HorseHead", hh, knownh, noiseh, geff, 0.0, 0.0, rng,
-                                     args.quick, timer, figdata)
+        imp_rows += impute_benchmark("HorseHead", hh, rh.defects != 0, geff, 0.0, 0.0, rng,
+                                     args.quick, figdata)
+        clean_counts = {"M13 frame1": r0.counts, "HorseHead": rh.counts}
         if not args.no_figures:
             fig_zhist(out / "impute_z_hist.png", figdata)
     data = dict(quick=args.quick, seed=args.seed, provenance=provenance(),
                 command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                 detection=det, imputation=imp_rows,
+                imputation_masks=clean_counts if not args.skip_imputation else None,
                 seconds_total=time.perf_counter() - t_start)
     write_json(out / "defects_clean.json", data)
     print(f"wrote {out / 'defects_clean.json'} in {data['seconds_total']:.0f} s")
