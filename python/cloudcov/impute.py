@@ -310,6 +310,29 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
         ``gaussian``: ``sigma`` (kernel standard deviation in pixels, default 1, astrofix's
         baseline), ``min_good`` (default 3).
 
+        ``lpi``: ``Np`` (odd stamp side, default 9), ``widx``/``widy`` (odd boxcar widths of the
+        covariance training window along rows/columns, default 129), ``mode``
+        (``"independent"``, default, or ``"continuous"``), ``centers`` (``(rows, cols)``
+        integer arrays: CloudCovFix.jl ``proc_discrete``), ``noise`` (``"gaussian"`` or
+        ``"poisson"``; default ``"poisson"`` when ``gain`` is given), ``gain`` (e-/ADU),
+        ``rlim`` (squared radius in pixel^2 beyond which stamp pixels are not used; default
+        none), ``dtype`` (stack precision, default float64), ``guard`` (condition-number
+        guard, default True), ``assign_half`` (half-size of the box of masked pixels a stamp
+        predicts, default ``max(1, (Np-1)//4)``), ``min_good`` (good pixels a stamp needs, default
+        ``Np``), ``calibrate`` (default True), ``n_calib`` (calibration pixels, default 2000).
+
+        ``gpr``: ``kernel`` (``"se"`` squared exponential, default, or ``"ou"``
+        Ornstein-Uhlenbeck), ``a`` and ``h`` (fixed amplitude in noise units and scale in
+        pixels, isotropic or ``(h_row, h_col)``; give both or neither), ``init`` (start of the
+        fit, ``(a, h)`` or ``(a, h_row, h_col)`` for an anisotropic fit; default ``(3, 1)``),
+        ``width`` (odd window, default 9), ``mu``/``tau`` (penalty, default 3000/200),
+        ``sig_clip`` (training pixels at least this many noise sigma above the background,
+        default 7, about astrofix's 10 MAD), ``max_clip`` (and below ``1/max_clip`` of the
+        peak above background, default 5), ``min_train`` (the clip is lowered to 5, 3, 1, then
+        none until this many training pixels exist, default 1000), ``max_train`` (random
+        subsample, default 10000), ``noise``/``gain`` (as ``lpi``), ``calibrate`` (default
+        True), ``min_good`` (default 3).
+
     Returns
     -------
     ImputeResult
@@ -329,6 +352,53 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
     method is filled by the median of a growing box (``2 size + 1``, four times), then by the
     median of all good pixels; such pixels are flagged in ``ImputeResult.fallback`` and
     counted per kind in ``fallback_reasons``.
+
+    ``lpi`` (CloudCovFix.jl ``proc_continuous``/``proc_discrete``, our conventions). The
+    training image is the image minus its median, with the masked pixels replaced by the
+    preliminary infill (:func:`cloudcov.prelim_infill`) plus noise (``noise="gaussian"``: the
+    white-noise sigma, IQR/1.349 of adjacent-row differences divided by sqrt(2) -- CloudCovFix.jl
+    uses the IQR sigma of the differenced image itself, sqrt(2) too large for white noise;
+    ``noise="poisson"``: sqrt(sigma^2 + max(value - background, 0) / gain)), padded by
+    reflection. Its shifted-product stack is swept in memory-budgeted strips (the photometry
+    path's C++ ``lpi_strip``) and each stamp is conditioned by the photometry path's kernel
+    (Cholesky of the good-pixel covariance, condition-number guard with float64 retry and
+    minimal regularisation instead of CloudCovFix.jl's SVD fallback). Stamps: masked pixels are
+    visited by distance from the image centre (CloudCovFix.jl order); an unassigned one opens
+    an ``Np x Np`` stamp centred on it that predicts the unassigned masked pixels within
+    ``assign_half`` of its centre, so each masked pixel is filled exactly once, from the good
+    pixels of its stamp. ``mode="independent"`` conditions every stamp on the original good
+    pixels only (one sweep, parallel); ``mode="continuous"`` colours the stamps so that
+    overlapping stamps differ in colour and processes colour after colour, later stamps
+    conditioning on the earlier fills as ``proc_continuous`` does (one sweep per colour, and per
+    draw: several times slower). Independent is the default: on the real frames of
+    ``validation/scripts/05_imputation.py`` it is as accurate and calibrated (see
+    validation/RESULTS_imputation.md). Draws: per stamp, ``xbar + S z`` with ``S`` the symmetric
+    square root of the conditional covariance and ``z ~ N(0, 1)`` drawn in stamp order (results
+    do not depend on threads or strips). ``std`` is the square root of the conditional variance
+    times a calibration factor: the IQR/1.349 of the Z-scores of ``n_calib`` random good pixels,
+    each hidden alone in its own stamp of the same sweep, in up to 10 bins of predicted level
+    (a Gaussian model with the 129-pixel window covariance over-predicts the scatter of
+    background pixels near stars; the factor is recorded in ``params["calibration"]``). The
+    symmetric covariance of CloudCovFix.jl (``sym=True``, ``build_cov_sym!``) is not
+    implemented.
+
+    ``gpr`` (astrofix's model, Zhang & Brandt 2021, written from the paper). In units of the
+    white-noise sigma (background subtracted), ``k = a^2 exp(-r^2/2h^2)`` (SE) or
+    ``a^2 exp(-r/h)`` (OU), with ``r`` scaled per axis for ``(h_row, h_col)``. Training set: good
+    pixels whose whole window is good and inside the image, above ``sig_clip`` sigma and below
+    ``1/max_clip`` of the peak (above background: a raw frame's bias makes astrofix's
+    "1/5 of the maximum" empty). ``(a, h)`` minimise the mean absolute leave-one-out residual
+    of the training pixels times ``1 + exp((a - mu)/tau)`` (astrofix eq. 7), with
+    ``scipy.optimize.minimize(method="Powell")`` under ``a >= 1``, ``1/2 <= h <= width``.
+    Each masked pixel is predicted from the good pixels of its window: ``v = (K_GG + I)^-1 k``
+    by Cholesky (LAPACK via scipy), ``w = v / sum(v)`` (astrofix's normalisation), model
+    variance ``a^2 + 1 - k.v (2/s - 1/s^2)``; the all-good pattern's weights are computed once,
+    interior windows with up to 8 other bad pixels reuse its Cholesky factor (block update),
+    others get their own factorisation (C++, threads, GIL released). ``std`` = model standard
+    deviation x local noise (white sigma; with ``poisson`` also the Poisson term) x the
+    leave-one-out calibration factor of random good pixels in 10 level bins. Draws are
+    independent Gaussians with that ``std`` (the correlation of errors of neighbouring masked
+    pixels is not modelled; use ``lpi`` for joint draws).
 
     ``std`` of the baselines. For ``median`` and ``gaussian`` ``std`` is a predictive scatter,
     not a model posterior: with ``sigma`` = 1.4826 x the MAD of the good pixels of the window
@@ -589,7 +659,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     from .perstar import circle_mask
 
     _check_options("lpi", options, _LPI_OPTIONS)
-    Np = as_Np(options.get("Np", 11))
+    Np = as_Np(options.get("Np", 9))
     widx = as_int("widx", options.get("widx", 129), minimum=1, odd=True, maximum=INT32_MAX)
     widy = options.get("widy")
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True, maximum=INT32_MAX)
@@ -876,8 +946,8 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     tau = as_float("tau", options.get("tau", 200.0), positive=True)
     sig_clip = as_float("sig_clip", options.get("sig_clip", 7.0))
     max_clip = as_float("max_clip", options.get("max_clip", 5.0), positive=True)
-    max_train = as_int("max_train", options.get("max_train", 20000), minimum=10)
-    min_train = as_int("min_train", options.get("min_train", 300), minimum=1)
+    max_train = as_int("max_train", options.get("max_train", 10000), minimum=10)
+    min_train = as_int("min_train", options.get("min_train", 1000), minimum=1)
     min_good = as_int("min_good", options.get("min_good", 3), minimum=1)
     calibrate = _as_bool("calibrate", options.get("calibrate", True))
     aniso = False
@@ -929,20 +999,30 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         win, _ = _full_windows(xs, ok, tr, tc, half)
         centre = win[:, (width * width) // 2].copy()
 
-        def objective(p):
-            a, hr = p[0], p[1]
-            hc = p[2] if aniso else hr
-            if not (a >= 1 and 0.5 <= hr <= width and 0.5 <= hc <= width):
-                return 1e10
+        a_max = mu + 40.0 * tau      # penalty e^40 there: never optimal, keeps K + I tame
+
+        def unpack(q):
+            a = math.exp(q[0])
+            hr = math.exp(q[1])
+            return a, hr, (math.exp(q[2]) if aniso else hr)
+
+        def objective(q):
+            a, hr, hc = unpack(q)
             w, _ = gpr_weights(kernel, a, (hr, hc), width)
             res = np.mean(np.abs(centre - win @ w.reshape(-1)))
-            return res * (1.0 + math.exp(min((a - mu) / tau, 700.0)))   # astrofix eq. 7 penalty
+            return res * (1.0 + math.exp(min((a - mu) / tau, 50.0)))   # astrofix eq. 7 penalty
 
         x0 = np.asarray(init if init is not None else (3.0, 1.0), float)
-        bounds = [(1.0, None)] + [(0.5, float(width))] * (len(x0) - 1)
-        opt = scipy.optimize.minimize(objective, x0, method="Powell", bounds=bounds)
+        if np.any(x0 <= 0):
+            raise ValueError("init: a and h must be > 0")
+        lo = [0.0] + [math.log(0.5)] * (len(x0) - 1)
+        hi = [math.log(a_max)] + [math.log(float(width))] * (len(x0) - 1)
+        q0 = np.clip(np.log(x0), lo, hi)
+        opt = scipy.optimize.minimize(objective, q0, method="Powell", bounds=list(zip(lo, hi)))
+        a_f, hr_f, hc_f = unpack(opt.x)
+        opt.x = np.array([a_f, hr_f, hc_f])
         a_fit = float(opt.x[0])
-        h_use = (float(opt.x[1]), float(opt.x[2] if aniso else opt.x[1]))
+        h_use = (float(opt.x[1]), float(opt.x[2]))
         fit_info = dict(n_train=int(tr.size), train_threshold_sigma=thr_used,
                         train_residual=float(opt.fun), n_eval=int(opt.nfev))
     else:
@@ -965,7 +1045,7 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     cfac = np.ones(mr.size)
     if calibrate:
         cand = np.flatnonzero(full_ok.reshape(-1))
-        ncal = min(cand.size, 20000)
+        ncal = min(cand.size, 10000)
         if ncal >= 200:
             pick = np.sort(gen.choice(cand.size, ncal, replace=False))
             cr, cc = np.unravel_index(cand[pick], bad.shape)
