@@ -25,7 +25,6 @@ astroscrappy's cleaning runs only on pixels it detects, so the hidden pixels are
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _synth import REPO, Timer, base_parser, environment, to_jsonable, write_json  # noqa: E402
+from _synth import REPO, base_parser, environment, write_json  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "real"
 M13 = [REAL / f"M13_blue_000{k}.fits" for k in (1, 2, 3)]
@@ -46,16 +45,10 @@ PT_REGION = (slice(300, 700), slice(450, 950))
 # ------------------------------------------------------------------------------ inputs
 
 def provenance():
-    env = environment()
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, text=True,
-                                           capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               text=True, capture_output=True).stdout.strip()
-        env["git_dirty"] = bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        env["git_commit"] = None
+    """05_imputation.py's provenance (version, git commit) plus the detection packages."""
     from importlib import metadata
+    env = dict(environment())
+    env.update(_v05().provenance())
     for pkg in ("astroscrappy", "scikit-image", "scipy", "astropy", "deepCR", "torch"):
         try:
             env[pkg] = metadata.version(pkg)
@@ -442,8 +435,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    timer = Timer()
     t_start = time.perf_counter()
+    prov = provenance()  # at the start: the commit that makes the numbers
     frames, headers, bias = load_m13(args.quick)
     shifts = measure_shifts(frames)
     aligned = align(frames, [tuple(-v for v in s) for s in shifts])
@@ -499,7 +492,7 @@ def main(argv=None):
         clean_counts = {"M13 frame1": r0.counts, "HorseHead": rh.counts}
         if not args.no_figures:
             fig_zhist(out / "impute_z_hist.png", figdata)
-    data = dict(quick=args.quick, seed=args.seed, provenance=provenance(),
+    data = dict(quick=args.quick, seed=args.seed, provenance=prov,
                 command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                 detection=det, imputation=imp_rows,
                 imputation_masks=clean_counts if not args.skip_imputation else None,

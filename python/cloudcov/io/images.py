@@ -7,14 +7,14 @@ import pathlib
 import numpy as np
 
 from ._files import atomic_path
+from .imputed import _STRUCTURAL
 
 __all__ = ["write_image_file", "STRUCTURAL_KEYWORDS"]
 
-#: Header keywords that describe the data layout; never copied from an input header.
-STRUCTURAL_KEYWORDS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3",
-                       "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "EXTNAME",
-                       "CHECKSUM", "DATASUM", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1",
-                       "ZNAXIS2", "ZTILE1", "ZTILE2", "ZCMPTYPE", "ZQUANTIZ")
+#: Header keywords that describe the data layout; never copied from an input header
+#: (the set of :mod:`cloudcov.io.imputed`).
+STRUCTURAL_KEYWORDS = _STRUCTURAL
+
 
 def _clean_header(header):
     from astropy.io import fits
