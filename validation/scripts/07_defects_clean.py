@@ -427,6 +427,51 @@ def fig_zhist(path, figdata):
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------ tables
+
+def markdown_tables(data):
+    """Detection and imputation tables (markdown) from the JSON of a run."""
+    det = data["detection"]
+    lines = ["### Detection on the M13 frames (truth: the other two frames)", "",
+             "| finder | frame | flagged | recall of > 6 sigma negative | recall of > 6 sigma positive "
+             "| confirmed | unsupported (< 3 sigma from every other frame) |",
+             "|---|---|---|---|---|---|---|"]
+    for fk, fr in det["frames"].items():
+        t = fr["truth"]
+        lines.append(f"| *truth* | {fk} | | {t['n_neg']} pixels | {t['n_pos']} pixels | | |")
+        for name, sc in fr["finders"].items():
+            rn = sc.get("recall_neg")
+            rp = sc.get("recall_pos")
+            lines.append(f"| {name} | {fk} | {sc['n_flagged']} | "
+                         f"{'' if rn is None else f'{rn:.3f}'} | {'' if rp is None else f'{rp:.3f}'} | "
+                         f"{sc['confirmed']} | {sc['unsupported']} |")
+    hh = det["horsehead"]
+    lines += ["", "### False positives on the HorseHead plate (no defects)", "",
+              "| finder | flagged pixels | fraction |", "|---|---|---|"]
+    for name, v in hh.items():
+        if isinstance(v, dict):
+            lines.append(f"| {name} | {v['n']} | {100 * v['fraction']:.4f} % |")
+    rows = data.get("imputation") or []
+    if rows:
+        lines += ["", "### Imputation (hidden good pixels on top of the cloudcov.clean defects)", "",
+                  "mae = mean abs(imputed - true) / noise; >= k: hidden pixels at least k noise sigma "
+                  "above the local background (n in brackets); z_iqr = IQR/1.349 of (true - imputed)/std.",
+                  "", "| image | scenario | method | mae | mae >= 3 | mae >= 5 | mae >= 10 | z_iqr | s/frame | note |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+
+        def f(v, d=3):
+            return "" if v is None else f"{v:.{d}f}"
+        for r in rows:
+            note = ""
+            if "astroscrappy_coverage" in r:
+                note = f"found {100 * r['astroscrappy_coverage']:.1f} %, scored {r.get('n_scored')}"
+            lines.append(f"| {r['image']} | {r['scenario']} | {r['method']} | {f(r['mae'])} | "
+                         f"{f(r.get('mae_ge3'))} ({r.get('n_ge3')}) | {f(r.get('mae_ge5'))} ({r.get('n_ge5')}) | "
+                         f"{f(r.get('mae_ge10'))} ({r.get('n_ge10')}) | {f(r.get('z_iqr'))} | "
+                         f"{f(r['seconds'], 2)} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------ main
 
 def main(argv=None):
@@ -498,6 +543,7 @@ def main(argv=None):
                 imputation_masks=clean_counts if not args.skip_imputation else None,
                 seconds_total=time.perf_counter() - t_start)
     write_json(out / "defects_clean.json", data)
+    (out / "defects_clean_tables.md").write_text(markdown_tables(data))
     print(f"wrote {out / 'defects_clean.json'} in {data['seconds_total']:.0f} s")
     return 0
 
