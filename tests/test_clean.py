@@ -89,6 +89,14 @@ def test_clean_dq_and_nan(frames):
     assert res.counts["dq"] == 10 and res.counts["nonfinite"] == 1
 
 
+def test_clean_gpr_gets_the_gain(frames):
+    fr, truth = frames
+    res = cloudcov.clean(fr[0], gain=GAIN, readnoise=RN, bias=100.0, method="gpr", rng=0)
+    assert res.params["impute_params"].get("gain") == GAIN
+    h = truth["hot"]
+    assert abs(res.image[h[0], h[1]] - (SKY + 100.0)) < 6 * SIG
+
+
 def test_clean_bad_input(frames):
     fr, _ = frames
     with pytest.raises(ValueError, match="gain: required"):

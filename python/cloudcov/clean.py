@@ -156,7 +156,8 @@ def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=
         Progress bar over the steps (tqdm): True always, None only on a terminal, False never
         (default). Each step is also logged (logger ``cloudcov.clean``, INFO).
     impute_options : dict, optional
-        Method options for :func:`cloudcov.impute` (e.g. ``{"size": 5}`` for ``median``).
+        Method options for :func:`cloudcov.impute` (e.g. ``{"size": 5}`` for ``median``). For
+        ``lpi`` and ``gpr`` the ``gain`` is passed on unless given here (Poisson noise model).
 
     Returns
     -------
@@ -260,6 +261,8 @@ def clean(image, *, frames=None, dq=None, method="median", gain=None, readnoise=
         defects = combine_defects(shape, hot=hotm, dead=deadm, cosmic_ray=crm, cr_wing=wing,
                                   dq=dqm, nonfinite=nonfinite, bits=pers)
         opts = dict(impute_options or {})
+        if method in ("lpi", "gpr") and gain is not None:
+            opts.setdefault("gain", gain)   # their Poisson noise model (white sigma + signal/gain)
         res = impute(work, defects != 0, method=method, n_draw=n_draw, rng=rng, threads=threads,
                      max_memory=max_memory, progress=bool(progress), **opts)
         steps.done("impute", f"imputed {res.n_imputed} pixels with {method} "
