@@ -449,3 +449,16 @@ def test_cli_impute_roundtrip(tmp_path, rng):
     assert main(["impute", str(tmp_path / "in.fits[SCI]"), "--nan", "--method", "median",
                  "--set", "size=4", "--out", str(bad)]) == 1
     assert not bad.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_lpi_covariance_already_symmetric_sym_is_a_no_op(rng):
+    # CloudCovFix.jl build_cov_sym! averages both anchorings of a pixel pair; with boxcar sums
+    # of products they are the same sum, so the stamp covariance is symmetric as built
+    x = correlated_field(rng, (60, 60), scale=2.0)
+    cov, _ = cc.local_covariance(x, 30, 30, 9, 21)
+    np.testing.assert_allclose(cov, cov.T, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
+    m = rng.random(x.shape) < 0.02
+    a = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1)
+    b = cc.impute(x, m, "lpi", Np=9, widx=21, rng=1, sym=True, progress=True)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert b.params["sym"] is True

@@ -319,7 +319,8 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
         none), ``dtype`` (stack precision, default float64), ``guard`` (condition-number
         guard, default True), ``assign_half`` (half-size of the box of masked pixels a stamp
         predicts, default ``max(1, (Np-1)//4)``), ``min_good`` (good pixels a stamp needs, default
-        ``Np``), ``calibrate`` (default True), ``n_calib`` (calibration pixels, default 2000).
+        ``Np``), ``calibrate`` (default True), ``n_calib`` (calibration pixels, default 2000),
+        ``sym`` (accepted, see Notes).
 
         ``gpr``: ``kernel`` (``"se"`` squared exponential, default, or ``"ou"``
         Ornstein-Uhlenbeck), ``a`` and ``h`` (fixed amplitude in noise units and scale in
@@ -378,9 +379,12 @@ def impute(image, mask=None, method="lpi", *, n_draw=0, rng=None, threads=None,
     times a calibration factor: the IQR/1.349 of the Z-scores of ``n_calib`` random good pixels,
     each hidden alone in its own stamp of the same sweep, in up to 10 bins of predicted level
     (a Gaussian model with the 129-pixel window covariance over-predicts the scatter of
-    background pixels near stars; the factor is recorded in ``params["calibration"]``). The
-    symmetric covariance of CloudCovFix.jl (``sym=True``, ``build_cov_sym!``) is not
-    implemented.
+    background pixels near stars; the factor is recorded in ``params["calibration"]``). ``sym``:
+    CloudCovFix.jl's ``build_cov_sym!`` averages the two anchorings of each pixel pair
+    (products over the window of pixel i with shift d, and of pixel j = i + d with shift -d).
+    With cloudcov's boxcar sums of products (no circular shifts) the two are the same sum
+    (substitute q -> q + d), so the covariance is already symmetric; ``sym=True`` is accepted
+    for CloudCovFix.jl compatibility and changes nothing (tested).
 
     ``gpr`` (astrofix's model, Zhang & Brandt 2021, written from the paper). In units of the
     white-noise sigma (background subtracted), ``k = a^2 exp(-r^2/2h^2)`` (SE) or
@@ -572,7 +576,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
     from threadpoolctl import threadpool_limits
 
     from . import _core
-    from .tiling import sweep_plan
+    from .tiling import progress_bar, sweep_plan
 
     n = R.size
     kp = hidden.reshape(n, -1).sum(axis=1).astype(np.int64)
@@ -581,13 +585,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
     dnt = np.zeros(n, np.int8)
     kcond = np.zeros(n, np.int32)
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, max_memory, dt)
-    it = sweeps
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(sweeps, desc="cloudcov impute strips", unit="strip")
-        except ImportError:  # pragma: no cover
-            pass
+    it = progress_bar(sweeps, "cloudcov impute strips", progress)
     for sw in it:
         sel = sw.sel
         kps = kp[sel]
@@ -610,7 +608,7 @@ def _lpi_pass(train_pad, data_pad, bad_pad, R, C, hidden, circ, Np, widx, widy, 
 
 
 _LPI_OPTIONS = ("Np", "widx", "widy", "mode", "centers", "noise", "gain", "rlim", "dtype", "guard",
-                "assign_half", "min_good", "calibrate", "n_calib")
+                "assign_half", "min_good", "calibrate", "n_calib", "sym")
 
 
 def _as_centers(centers, shape):
@@ -654,6 +652,31 @@ def _lpi_training(img_nan, bad, Np, widx, widy, noise, gain, sig_white, bkg, gen
     return work, np.ascontiguousarray(train_pad, dtype=dt), bad_pad, pad
 
 
+def _calibration_table(level, z):
+    """IQR/1.349 of Z-scores in up to 10 equal-count bins of ``level`` (>= 200 per bin)."""
+    order = np.argsort(level)
+    nb = int(min(10, max(1, level.size // 200)))
+    edges = np.linspace(0, level.size, nb + 1).astype(int)
+    centres, facs = [], []
+    for b in range(nb):
+        sl = order[edges[b]:edges[b + 1]]
+        q1, q3 = np.percentile(z[sl], [25, 75])
+        centres.append(float(np.median(level[sl])))
+        facs.append(float(q3 - q1) / 1.3489795003921634)
+    return centres, facs
+
+
+def _fallback_fill(img_nan, bad, mr, mc, ok, max_memory, prefix, reasons):
+    """Median-box fallback (:func:`_median_fill`) for the masked pixels ``~ok`` (of
+    ``mr, mc``); returns ``(mean, std, fallback mask)`` of those pixels, counts in ``reasons``."""
+    todo = np.zeros(bad.shape, bool)
+    todo[mr[~ok], mc[~ok]] = True
+    r2 = {}
+    m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+    reasons.update({f"{prefix}_to_{k}": v for k, v in r2.items()})
+    return m2, s2, todo
+
+
 def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, options):
     from ._validate import as_dtype, as_Np
     from .perstar import circle_mask
@@ -674,6 +697,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     assign_half = as_int("assign_half", options.get("assign_half", max(1, h // 2)), minimum=0,
                          maximum=h)
     min_good = as_int("min_good", options.get("min_good", Np), minimum=1, maximum=Np * Np)
+    sym = _as_bool("sym", options.get("sym", False))   # see the Notes: already symmetric
     calibrate = _as_bool("calibrate", options.get("calibrate", True))
     n_calib = as_int("n_calib", options.get("n_calib", 2000), minimum=200, maximum=10**6)
     centers = options.get("centers")
@@ -681,8 +705,8 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         centers = _as_centers(centers, bad.shape)
     noise, gain, sig_white, bkg = _noise_options(options, img_nan, bad)
     params = dict(Np=Np, widx=widx, widy=widy, mode=mode, dtype=dt.name, guard=guard,
-                  rlim=rlim, calibrate=calibrate, assign_half=assign_half, min_good=min_good, noise=noise, gain=gain,
-                  sigma_white=sig_white, background=bkg,
+                  rlim=rlim, sym=sym, calibrate=calibrate, assign_half=assign_half,
+                  min_good=min_good, noise=noise, gain=gain, sigma_white=sig_white, background=bkg,
                   centers=None if centers is None else int(centers[0].size))
 
     work, train_pad, bad_pad, pad = _lpi_training(img_nan, bad, Np, widx, widy, noise, gain,
@@ -816,16 +840,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         okc &= np.isfinite(pred) & (sd > 0)
         if okc.sum() >= 200:
             zc = (truth[okc] - pred[okc]) / sd[okc]
-            lev = pred[okc] / sig_white
-            order_c = np.argsort(lev)
-            nb = int(min(10, max(1, okc.sum() // 200)))
-            edges = np.linspace(0, okc.sum(), nb + 1).astype(int)
-            centres, facs = [], []
-            for b in range(nb):
-                sl = order_c[edges[b]:edges[b + 1]]
-                q1, q3 = np.percentile(zc[sl], [25, 75])
-                centres.append(float(np.median(lev[sl])))
-                facs.append(float(q3 - q1) / 1.3489795003921634)
+            centres, facs = _calibration_table(pred[okc] / sig_white, zc)
             calib = dict(level_sigma=centres, factor=facs, n=int(okc.sum()))
             fac = np.interp(np.nan_to_num(mean) / sig_white, centres, facs)
             std = std * fac
@@ -837,10 +852,7 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     reasons = {}
     fallback = np.zeros(bad.shape, bool)
     if not good_px.all():
-        todo = np.zeros(bad.shape, bool)
-        todo[mr[~good_px], mc[~good_px]] = True
-        r2 = {}
-        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        m2, s2, fallback = _fallback_fill(img_nan, bad, mr, mc, good_px, max_memory, "lpi", reasons)
         mean[~good_px] = m2 - bkg
         std[~good_px] = s2
         if draws_vals is not None:
@@ -852,8 +864,6 @@ def _impute_lpi(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
         nbad = int((~good_px).sum()) - nun
         if nbad:
             reasons["lpi_too_few_good_or_unstable"] = nbad
-        reasons.update({"lpi_to_" + k: v for k, v in r2.items()})
-        fallback = todo
     params.update(n_stamps=int(n), n_guard=n_guard)
     mean = mean + bkg
     if draws_vals is not None:
@@ -1052,15 +1062,7 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
             win, _ = _full_windows(xs, ok, cr, cc, half)
             pred = win @ w_full.reshape(-1)
             u = (win[:, (width * width) // 2] - pred) / (sigma_loc(pred) * math.sqrt(var_full))
-            order = np.argsort(pred)
-            nb = int(min(10, max(1, ncal // 500)))
-            edges = np.linspace(0, ncal, nb + 1).astype(int)
-            centres, facs = [], []
-            for b in range(nb):
-                sl = order[edges[b]:edges[b + 1]]
-                q1, q3 = np.percentile(u[sl], [25, 75])
-                centres.append(float(np.median(pred[sl])))
-                facs.append(float(q3 - q1) / 1.3489795003921634)
+            centres, facs = _calibration_table(pred, u)
             calib = dict(level_sigma=centres, factor=facs)
             cfac = np.interp(mean_s, centres, facs)
     std_s = cfac * sigma_loc(np.nan_to_num(mean_s)) * np.sqrt(np.clip(var_s, 0, None))
@@ -1071,15 +1073,10 @@ def _impute_gpr(img_nan, bad, gen, n_draw, threads, max_memory, progress, option
     reasons = {}
     fallback = np.zeros(bad.shape, bool)
     if not okp.all():
-        todo = np.zeros(bad.shape, bool)
-        todo[mr[~okp], mc[~okp]] = True
-        r2 = {}
-        m2, s2, _ = _median_fill(img_nan, bad, todo, 5, 3, max_memory, r2)
+        m2, s2, fallback = _fallback_fill(img_nan, bad, mr, mc, okp, max_memory, "gpr", reasons)
         mean[~okp] = m2
         std[~okp] = s2
         reasons["gpr_too_few_good"] = int((~okp).sum())
-        reasons.update({"gpr_to_" + k: v for k, v in r2.items()})
-        fallback = todo
     params = dict(kernel=kernel, a=a_fit, h=list(h_use), width=width, mu=mu, tau=tau,
                   fitted=h_fix is None, sig_clip=sig_clip, max_clip=max_clip, noise=noise,
                   gain=gain, sigma_white=sig_white, background=bkg, var_full=var_full,

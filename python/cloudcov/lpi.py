@@ -18,7 +18,7 @@ from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
 from .perstar import circle_mask
 from .psf import as_psf_model
-from .tiling import DEFAULT_MAX_MEMORY, sweep_plan
+from .tiling import DEFAULT_MAX_MEMORY, progress_bar, sweep_plan
 
 __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
@@ -396,13 +396,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
 
     # 6. strips: each swept top to bottom, its stack kept in a ring buffer of ring_rows rows
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, max_memory, dt)
-    it = sweeps
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(sweeps, desc="cloudcov strips", unit="strip")
-        except ImportError:  # pragma: no cover
-            pass
+    it = progress_bar(sweeps, "cloudcov strips", progress)
     t_lpi = 0.0
     done = np.zeros(nstar, bool)
     for sw in it:

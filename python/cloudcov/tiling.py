@@ -186,3 +186,14 @@ def sweep_plan(R, C, Np, widx, widy, max_memory, dtype):
         ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
         sweeps.append(StripSweep(sel, a0, a1, b0, b1, ring_rows))
     return sweeps, np.empty(ring_len, dtype=dt), np.empty(bim_len, dtype=dt)
+
+
+def progress_bar(iterable, desc, enabled):
+    """``tqdm(iterable)`` when ``enabled`` and tqdm is importable, else ``iterable``."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+            return tqdm(iterable, desc=desc, unit="strip")
+        except ImportError:  # pragma: no cover
+            pass
+    return iterable
