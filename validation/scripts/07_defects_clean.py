@@ -168,7 +168,6 @@ def transient_truth(aligned, k, gain):
 def finders_for_frame(frames, k, gain, rn, bias, quick):
     """Every finder's masks for frame ``k``: dict name -> (pos_mask, neg_mask)."""
     import astroscrappy
-    from scipy import ndimage
 
     import cloudcov
     from cloudcov import defects as D
