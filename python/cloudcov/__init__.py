@@ -43,3 +43,9 @@ __all__ = [
     "findmaxpsf", "gen_mask_static_psf", "outest_bounds",
     "circle_mask", "pixel_classes", "PixelClasses", "cond_cov_est", "ConditionedStar", "DNT_BITS",
 ]
+
+# defect finding and cleaning (issue 10)
+from . import defects
+from .clean import CleanResult, clean
+
+__all__ += ["defects", "clean", "CleanResult"]

@@ -360,6 +360,9 @@ def main(argv=None):
     im.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="method option, e.g. --set Np=15 --set kernel=ou (JSON values)")
     im.add_argument("--out", default=None, help="output FITS (default IN_imputed.fits)")
+    from .clean import add_cli_parser as _add_clean
+
+    _add_clean(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -371,6 +374,8 @@ def main(argv=None):
         except (OSError, ValueError, TypeError, KeyError) as exc:
             print(f"cloudcov impute: error: {exc}", file=sys.stderr)
             return 1
+    if args.command == "clean":
+        return args.func(args)
     if args.command in ("exposure", "ccd"):
         logging.captureWarnings(True)
         try:
