@@ -123,6 +123,8 @@ class SurveyResult:
     task_seconds : float
         Sum of the tasks' own wall times (``task_seconds / (workers * seconds)`` is the load
         balance).
+    startup_seconds : float
+        Time to start (or connect to) the engine, included in ``seconds``.
     records : list of dict
         Every log row of this run, in the order the attempts finished.
     log_path : pathlib.Path
@@ -139,6 +141,7 @@ class SurveyResult:
     stars: int = 0
     seconds: float = 0.0
     task_seconds: float = 0.0
+    startup_seconds: float = 0.0
     records: list = field(default_factory=list)
     log_path: pathlib.Path | None = None
     executor: str = "local"
@@ -605,6 +608,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
 
     with make_engine(executor, workers=workers, threads=threads, scheduler=scheduler,
                      parsl_config=parsl_config, run_dir=out_dir / "parsl_runinfo") as engine:
+        result.startup_seconds = time.perf_counter() - t0
         cap = engine.capacity
         try:
             while tasks or deferred or inflight:
