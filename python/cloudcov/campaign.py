@@ -125,6 +125,8 @@ class SurveyResult:
         balance).
     startup_seconds : float
         Time to start (or connect to) the engine, included in ``seconds``.
+    task_cpu_seconds : float
+        Sum of the tasks' CPU times (their worker processes, all threads).
     records : list of dict
         Every log row of this run, in the order the attempts finished.
     log_path : pathlib.Path
@@ -142,6 +144,7 @@ class SurveyResult:
     seconds: float = 0.0
     task_seconds: float = 0.0
     startup_seconds: float = 0.0
+    task_cpu_seconds: float = 0.0
     records: list = field(default_factory=list)
     log_path: pathlib.Path | None = None
     executor: str = "local"
@@ -330,7 +333,8 @@ def survey_task(spec, opts):
     -------
     dict
         ``exposure``, ``status`` (``"done"``, ``"skipped"``, ``"failed"`` or ``"locked"``),
-        ``ccds``, ``stars``, ``seconds``, ``host``, ``pid``, ``error``. Never raises: every
+        ``ccds``, ``stars``, ``seconds`` (wall), ``cpu_seconds`` (this process, all its
+        threads), ``host``, ``pid``, ``error``. Never raises: every
         error becomes ``status="failed"`` with its message.
     """
     from threadpoolctl import threadpool_limits
@@ -339,8 +343,9 @@ def survey_task(spec, opts):
     from .survey import run_exposure
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     rec = dict(exposure=spec.name, status="failed", ccds=0, stars=0, seconds=0.0,
-               host=socket.gethostname(), pid=os.getpid(), error="")
+               cpu_seconds=0.0, host=socket.gethostname(), pid=os.getpid(), error="")
     threads = int(opts.get("threads") or 1)
     out_dir = pathlib.Path(opts["out_dir"])
     try:
@@ -372,6 +377,7 @@ def survey_task(spec, opts):
         rec["error"] = _error_text(exc)
     rec["error"] = rec["error"][:_ERROR_CHARS]
     rec["seconds"] = round(time.perf_counter() - t0, 4)
+    rec["cpu_seconds"] = round(time.process_time() - c0, 4)
     return rec
 
 
@@ -589,6 +595,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
         result.records.append(rec)
         logw.add(rec)
         result.task_seconds += float(rec.get("seconds", 0.0))
+        result.task_cpu_seconds += float(rec.get("cpu_seconds", 0.0))
         if status == "retry":
             log.warning("%s: attempt %d failed, retrying: %s", task.spec.name, task.attempts,
                         rec.get("error", ""))
