@@ -582,7 +582,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     logw = _LogWriter(result.log_path)
     base_opts = dict(out_dir=os.fspath(out_dir), fmt=fmt, seed=seed, threads=threads,
                      max_memory=int(max_memory), compression=compression, params=dict(params))
-    tasks = deque(_Task(s) for s in specs)
+    tasks = deque(_Task(s, wait=float(lock_wait)) for s in specs)
     deferred = []
     inflight = {}
     bar = _progress_bar(len(specs), progress)
