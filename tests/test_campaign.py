@@ -177,7 +177,7 @@ def test_engine_matches_serial_run(executor, survey, tmp_path):
         assert list(_log(out)["status"][N_EXPOSURES:]) == ["skipped"] * N_EXPOSURES
 
 
-def test_failed_exposure_retried_then_reported(survey, tmp_path):
+def test_failed_exposure_retried_then_reported(survey, tmp_path, capsys):
     rows = read_manifest(survey["manifest"])[:2]
     broken = type(rows[0])(rows[0].base, rows[0].date, rows[0].filt, rows[0].vers,
                            str(tmp_path / "nowhere"), None, 0)
@@ -192,6 +192,18 @@ def test_failed_exposure_retried_then_reported(survey, tmp_path):
     assert exposure_complete(rows[1], tmp_path / "out", **FAST)
     assert not exposure_complete(rows[1], tmp_path / "out", **dict(FAST, thr=25))
     assert not exposure_complete(broken, tmp_path / "out", **FAST)
+    # the command: exit status 1, the failure on stderr, the summary line last on stdout
+    from cloudcov.cli import main
+
+    man = tmp_path / "broken.csv"
+    man.write_text(f"base,date,filt,vers,basecat\n{broken.base},{broken.date},{broken.filt},"
+                   f"{broken.vers},{broken.basecat}\n")
+    assert main(["survey", str(man), "--out", str(tmp_path / "out2"), "--retries", "0",
+                 "--workers", "1"]) == 1
+    cap = capsys.readouterr()
+    assert f"FAILED {broken.name}: FileNotFoundError" in cap.err
+    assert cap.out.strip().splitlines()[-1].startswith(
+        "cloudcov survey: 1 exposures: 0 computed, 0 already done, 1 failed")
 
 
 def _kill_a_worker(out, driver_pid, timeout=120):

@@ -245,9 +245,13 @@ class DaskEngine:
             env = {v: str(threads) for v in _BLAS_ENV}
             with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                                   "distributed.nanny.pre-spawn-environ": env}):
+                # no dashboard; the scheduler's HTTP endpoints on a free loopback port
                 self.cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
                                             processes=True, host="127.0.0.1",
                                             dashboard_address=None,
+                                            scheduler_kwargs={"dashboard": False,
+                                                              "dashboard_address":
+                                                                  "127.0.0.1:0"},
                                             silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         self.executor = self.client.get_executor(pure=False)
