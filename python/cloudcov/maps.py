@@ -130,7 +130,7 @@ def zscores(flux, dflux, truth):
 
 def _check_nside(nside):
     hp = _healpy()
-    if isinstance(nside, bool) or not isinstance(nside, numbers.Integral) or not hp.isnsideok(int(nside)):
+    if isinstance(nside, bool) or not isinstance(nside, numbers.Integral) or not hp.isnsideok(int(nside), nest=True):
         raise ValueError(f"nside: expected a power of 2 between 1 and 2**29, got {nside!r}")
     return int(nside)
 
