@@ -186,3 +186,129 @@ def copy_exposure(exp, dest):
     out = dict(exp, root=dest, base=str(dest / "raw" / "c4d_"), basecat=str(dest))
     out["files"] = {k: str(dest / Path(v).relative_to(exp["root"])) for k, v in exp["files"].items()}
     return out
+
+
+# --------------------------------------------------------------------------------------
+# a simulated survey: many small exposures from the real cutouts and the embedded example
+# --------------------------------------------------------------------------------------
+
+EXAMPLE_CCD = "S1"       # the embedded Horsehead example, written as one more "CCD"
+SURVEY_CCDLISTS = ("", "N6", "N2 S1", "S1", "N6 N2", "S1 N6")   # cycled over the exposures
+
+
+def survey_date(k):
+    """Date-time of the k-th simulated exposure (k < 3600): ``171113_06MMSS``."""
+    return f"171113_06{k // 60:02d}{k % 60:02d}"
+
+
+def _append_hdus(path, hdus):
+    """Rewrite ``path`` with ``hdus`` appended; stored HDUs are copied as stored (compressed
+    tiles stay bit-identical, never re-quantised)."""
+    from astropy.io import fits
+
+    with fits.open(path, disable_image_compression=True) as h:
+        fits.HDUList([x for x in h] + list(hdus)).writeto(f"{path}.new")
+    os.replace(f"{path}.new", path)
+
+
+def _example_exposure_files(root, prim):
+    """CP + crowdsource files of an exposure holding only the embedded example as ``S1``."""
+    from astropy.io import fits
+
+    from cloudcov.example import load_example
+
+    root = Path(root)
+    for sub in ("raw", "cat", "mod"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    files = {kind: root / "raw" / f"c4d_{DATE}_{kind}_{FILT}_{VERS}.fits.fz"
+             for kind in ("ooi", "oow", "ood")}
+    files["cat"] = root / "cat" / f"{STEM}.cat.fits"
+    files["mod"] = root / "mod" / f"{STEM}.mod.fits"
+    for path in files.values():
+        fits.HDUList([fits.PrimaryHDU(header=prim)]).writeto(path, overwrite=True)
+    return files
+
+
+def _example_hdus():
+    """``{kind: [HDU, ...]}`` of the embedded example as CCD ``S1`` in the CP/crowdsource
+    layout (ivar from the gain: (image + sky floor) / gain is the variance in ADU^2)."""
+    from astropy.io import fits
+
+    from cloudcov.example import load_example
+
+    ex = load_example()
+    ccd = EXAMPLE_CCD
+    hdr = fits.Header({"CCDNAME": ccd, "EXTNAME": ccd})
+    ivar = (ex["gain"] / np.maximum(ex["image"], 1.0)).astype("f4")
+    comp = dict(compression_type="GZIP_2", quantize_level=0)
+    h = fits.Header({"GAINCRWD": ex["gain"], "SKYCRWD": float(np.median(ex["sky"])),
+                     "FWHMCRWD": float(np.median(ex["catalog"]["fwhm"]))})
+    return {
+        "ooi": [fits.CompImageHDU(ex["image"].astype("f4"), hdr, name=ccd, **comp)],
+        "oow": [fits.CompImageHDU(ivar, hdr, name=ccd, **comp)],
+        "ood": [fits.CompImageHDU(ex["dq"].astype("i4"), hdr, name=ccd,
+                                  compression_type="RICE_1")],
+        "cat": [fits.ImageHDU(header=h, name=f"{ccd}_HDR"),
+                fits.BinTableHDU(np.atleast_1d(ex["psf_rec"]), name=f"{ccd}_PSF"),
+                fits.BinTableHDU(ex["catalog"], name=f"{ccd}_CAT")],
+        "mod": [fits.CompImageHDU(ex["model"].astype("f4"), name=f"{ccd}_MOD", **comp),
+                fits.CompImageHDU(ex["sky"].astype("f4"), name=f"{ccd}_SKY", **comp)],
+    }
+
+
+def make_survey(root, n_exposures=20, exposure=None):
+    """A simulated survey of ``n_exposures`` small exposures and its manifest.
+
+    One template exposure holds the embedded Horsehead example as CCD ``S1`` and, when
+    ``exposure`` (the :func:`make_exposure` result: real DECam cutouts fitted by crowdsource)
+    is given, its CCDs ``N6`` and ``N2`` (and ``N10`` without catalogue). Exposure ``k`` has
+    the date :func:`survey_date` ``(k)`` (so its own seed) and hard links to the template's
+    files under its own names; the manifest's ``ccdlist`` cycles through
+    :data:`SURVEY_CCDLISTS` (restricted to the CCDs present) so tasks differ in size.
+
+    Returns
+    -------
+    dict
+        ``manifest`` (ECSV path), ``csv`` (the same manifest as CSV), ``rows`` (list of dicts),
+        ``ccds`` (CCD names of the template), ``root``.
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    root = Path(root)
+    tmpl = root / "template"
+    if exposure is not None:
+        shutil.copytree(exposure["root"], tmpl)
+        files = {k: tmpl / Path(v).relative_to(exposure["root"]) for k, v in exposure["files"].items()}
+        ccds = list(exposure["ccds"]) + [EXAMPLE_CCD]
+    else:
+        with fits.open(Path(__file__).resolve().parents[1] / "python" / "cloudcov" / "data"
+                       / "horsehead_example.fits") as h:
+            prim = _clean_header(h[0].header)
+        files = _example_exposure_files(tmpl, prim)
+        ccds = [EXAMPLE_CCD]
+    for kind, hdus in _example_hdus().items():
+        _append_hdus(files[kind], hdus)
+    rows = []
+    for k in range(n_exposures):
+        date = survey_date(k)
+        for kind, src in files.items():
+            dst = root / src.relative_to(tmpl).as_posix().replace(DATE, date)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        ccdlist = " ".join(c for c in SURVEY_CCDLISTS[k % len(SURVEY_CCDLISTS)].split()
+                           if c in ccds)
+        if not ccdlist and SURVEY_CCDLISTS[k % len(SURVEY_CCDLISTS)]:
+            ccdlist = EXAMPLE_CCD
+        rows.append(dict(base=str(root / "raw") + os.sep, date=date, filt=FILT, vers=VERS,
+                         basecat=str(root), ccdlist=ccdlist))
+    t = Table(rows=[[r[c] for c in ("base", "date", "filt", "vers", "basecat", "ccdlist")]
+                    for r in rows], names=("base", "date", "filt", "vers", "basecat", "ccdlist"),
+              dtype=[str] * 6)
+    t.write(root / "manifest.ecsv", format="ascii.ecsv", overwrite=True)
+    t.write(root / "manifest.csv", format="ascii.csv", overwrite=True)
+    return dict(manifest=root / "manifest.ecsv", csv=root / "manifest.csv", rows=rows,
+                ccds=ccds, root=root)

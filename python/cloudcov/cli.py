@@ -1,5 +1,5 @@
 """Command-line front end: ``cloudcov demo``, ``cloudcov exposure``, ``cloudcov ccd``,
-``cloudcov maps`` (also ``python -m cloudcov ...``)."""
+``cloudcov survey``, ``cloudcov maps`` (also ``python -m cloudcov ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -230,6 +230,60 @@ def ccd(args):
     return 0
 
 
+def _add_survey_parser(sub):
+    """``cloudcov survey``: the exposure flags plus the engine flags."""
+    s = sub.add_parser("survey", help="every exposure of a manifest on a local, Dask or Parsl engine",
+                       description="LPI on every exposure of MANIFEST (CSV/ECSV: base, date, filt, "
+                       "vers, basecat[, ccdlist]), one task per exposure, each written as "
+                       "`cloudcov exposure` writes it; OUT/survey_log.ecsv logs every attempt. "
+                       "Exit status 1 if an exposure failed after its retries.")
+    s.add_argument("manifest", nargs="?", help="manifest table (.csv or .ecsv)")
+    s.add_argument("--out", default=None, help="output folder (required)")
+    g = s.add_argument_group("engine")
+    g.add_argument("--executor", choices=("local", "dask", "parsl"), default="local",
+                   help="local = concurrent.futures processes (default); dask = dask.distributed "
+                        "(LocalCluster, or --scheduler); parsl = HighThroughputExecutor "
+                        "(LocalProvider, or --parsl-config)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes (local engines; default cores // threads-per-worker)")
+    g.add_argument("--threads-per-worker", type=int, default=None,
+                   help="threads of each task (C++ kernels and BLAS; default cores // workers, "
+                        "1 on an existing scheduler; --threads is a synonym)")
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    g.add_argument("--parsl-config", default=None,
+                   help="Python file defining a parsl `config` (e.g. a SlurmProvider one)")
+    g.add_argument("--print-parsl-config", choices=("slurm", "local"), default=None,
+                   help="print a Parsl configuration template and exit")
+    g.add_argument("--retries", type=int, default=2,
+                   help="extra attempts of a failed exposure (default 2)")
+    _add_lpi_args(s)
+
+
+def survey(args):
+    """``cloudcov survey``: every exposure of a manifest (CloudCovErr.jl: GNU Parallel)."""
+    from .campaign import run_survey
+
+    if args.print_parsl_config:
+        from .engines import parsl_config_template
+
+        print(parsl_config_template(args.print_parsl_config), end="")
+        return 0
+    if not args.manifest or not args.out:
+        print("cloudcov survey: error: MANIFEST and --out are required", file=sys.stderr)
+        return 2
+    kw = _lpi_kwargs(args)
+    threads = args.threads_per_worker or kw.pop("threads")
+    kw.pop("threads", None)
+    res = run_survey(args.manifest, args.out, executor=args.executor, workers=args.workers,
+                     threads_per_worker=threads, scheduler=args.scheduler,
+                     parsl_config=args.parsl_config, retries=args.retries, seed=args.seed,
+                     progress=None, **kw)
+    for name, msg in res.failed.items():
+        print(f"  FAILED {name}: {msg}", file=sys.stderr)
+    print(res.summary())
+    return 1 if res.failed else 0
+
+
 def main(argv=None):
     """Entry point of the ``cloudcov`` command.
 
@@ -280,16 +334,17 @@ def main(argv=None):
     c.add_argument("--date", default=None,
                    help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
     _add_lpi_args(c)
+    _add_survey_parser(sub)
     _add_maps_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "demo":
         return demo(args)
-    if args.command in ("exposure", "ccd"):
+    if args.command in ("exposure", "ccd", "survey"):
         logging.captureWarnings(True)
         try:
-            return exposure(args) if args.command == "exposure" else ccd(args)
+            return {"exposure": exposure, "ccd": ccd, "survey": survey}[args.command](args)
         except (OSError, ValueError, KeyError) as exc:
             print(f"cloudcov {args.command}: error: {exc}", file=sys.stderr)
             return 1

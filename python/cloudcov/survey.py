@@ -45,8 +45,8 @@ from .io.output import (assemble_output, ccd_status, output_ccds, output_path, p
                         parts_dir, write_ccd_output)
 from .tiling import DEFAULT_MAX_MEMORY
 
-__all__ = ["SurveyError", "ExposureResult", "date_seed", "ccd_seed", "lpi_params", "run_ccd",
-           "run_exposure", "parse_bytes"]
+__all__ = ["SurveyError", "ExposureResult", "date_seed", "ccd_seed", "lpi_params", "ccd_params",
+           "run_ccd", "run_exposure", "parse_bytes", "run_survey"]
 
 log = logging.getLogger("cloudcov")
 
@@ -183,6 +183,26 @@ def lpi_params(*, thr=20, outthr=20000, Np=33, widx=129, widy=None, dtype="float
                 widy=int(widx if widy is None else widy), dtype=dt, corrects7=bool(corrects7),
                 psf_decoder=psf_decoder, sky_noise=bool(sky_noise),
                 julia_compat=bool(julia_compat), rlim=float(rlim), guard=bool(guard))
+
+
+def ccd_params(p0, base_seed, ccd):
+    """The recorded parameters of one CCD of an exposure (what :func:`ccd_status` compares).
+
+    Parameters
+    ----------
+    p0 : dict
+        :func:`lpi_params` of the run.
+    base_seed : int
+        Exposure seed (:func:`date_seed` of the date, or the user's ``seed``).
+    ccd : str
+        CCD name.
+
+    Returns
+    -------
+    dict
+        ``p0`` plus ``base_seed`` and the CCD's ``seed`` (:func:`ccd_seed`).
+    """
+    return dict(p0, base_seed=int(base_seed), seed=ccd_seed(base_seed, ccd))
 
 
 def parse_bytes(text):
@@ -438,7 +458,7 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
                 "CERSEED": base_seed}
 
     def params_of(ccd):
-        return dict(p0, base_seed=base_seed, seed=ccd_seed(base_seed, ccd))
+        return ccd_params(p0, base_seed, ccd)
 
     done = {}                       # ccd -> file holding it
     if resume:
@@ -513,3 +533,12 @@ def run_exposure(base, date, filt, vers, basecat, *, out_dir=None, fmt="fits", c
         raise SurveyError(f"{len(result.failed)} CCD(s) failed: " + "; ".join(
             f"{c}: {m}" for c, m in result.failed.items()), result)
     return result
+
+
+def __getattr__(name):
+    # the survey driver lives in cloudcov.campaign (it imports this module)
+    if name in ("run_survey", "SurveyResult", "read_manifest"):
+        from . import campaign
+
+        return getattr(campaign, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
