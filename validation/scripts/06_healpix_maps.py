@@ -9,36 +9,42 @@ it end to end through the user-facing commands:
 
 1. **Footprint** (``--lmin --lmax --bmax``): every NSIDE=32 (RING) pixel whose centre has
    ``lmin < l < lmax`` and ``|b| <= bmax`` (l wrapped to [-180, 180)). DECaPS2 is
-   ``-120 < l < +5, |b| <= 10`` (``--footprint decaps2``); the committed full run uses a
-   smaller footprint for compute (see RESULTS.md "HEALPix maps").
+   ``-120 < l < +5, |b| <= 10`` (``--footprint decaps2``, 757 pixels); the committed run
+   uses ``-30 < l < +5, |b| <= 4`` (87 pixels: the bulge and the inner disk), which fits
+   ~30 min on 2 shared cores (see RESULTS.md "HEALPix maps").
 2. **One small synthetic CCD per pixel**, placed at the pixel centre (TAN WCS, 0.263"/px),
    sky 300 ADU, gain 4 e-/ADU, Moffat beta=3 PSF with FWHM drawn per exposure in
-   [3.8, 5.0] px. Its side is ``clip(sqrt(N0 / density), 128, 320)`` px (N0 = 400 stars), so
-   each CCD has DECaPS2's *local* density (stars per pixel) while small CCDs keep the run short.
-3. **Star density** (stars per px^2 down to 150 ADU, ~0.5x the detection limit; DECaPS2 has
-   1.7e-3 px^-2 in a typical and 2.3e-2 in a crowded field, paper sec. 5.3)::
+   [3.8, 5.0] px. Its side is ``clip(sqrt(N0 / density), 160, 320)`` px (N0 = 1000 stars), so
+   each CCD has the model's *local* density (stars per pixel) while small CCDs keep the run
+   short.
+3. **Star density** (stars per px^2 down to 150 ADU, about half the detection limit; about a
+   third of them are detected)::
 
-       density = 1.0e-3                                         (floor)
-               + 4.0e-3 exp(-|b| / 3 deg) exp(-|l| / 40 deg)    (thin disk)
-               + 2.0e-2 exp(-(l/7 deg)^2 / 2 - (b/4 deg)^2 / 2) (bulge)
+       density = 3.0e-3                                         (floor)
+               + 9.0e-3 exp(-|b| / 3 deg) exp(-|l| / 40 deg)    (thin disk)
+               + 1.3e-2 exp(-(l/7 deg)^2 / 2 - (b/4 deg)^2 / 2) (bulge)
 
-   fluxes from ``N(>F) ~ F^-1`` between 150 and 1e5 ADU (about half the stars are below the
-   detection limit and make unresolved, structured background in crowded pixels).
+   i.e. ~1-3e-3 detections per px^2 in the disk and ~9e-3 at the Galactic centre (DECaPS2:
+   1.7e-3 in a typical and 2.3e-2 in a crowded field, paper sec. 5.3); fluxes from
+   ``N(>F) ~ F^-1`` between 150 and 1e5 ADU (the undetected stars make unresolved,
+   structured background in crowded pixels).
 4. **Background structure**, growing toward the plane: ``A(l, b) sigma_sky f(row, col)`` with
-   ``A = 0.2 + 0.8 exp(-|b| / 2 deg) + exp(-(l/8)^2/2 - (b/5)^2/2)`` and ``f`` a seeded
+   ``A = 0.1 + 0.3 exp(-|b| / 2 deg) + 0.5 exp(-(l/8)^2/2 - (b/5)^2/2)`` and ``f`` a seeded
    Gaussian random field with power spectrum ``P(k) ~ k^-3`` (unit standard deviation). In
    three "nebulae" (Carina l=-73, b=-0.8; Vela l=-96, b=-2.8; the Galactic centre), within
    3 deg, half of ``f`` is replaced by a random patch of the real images in
-   ``shared/data/real`` (HorseHead DSS plate, Spitzer GLIMPSE, 2MASS GC; median removed,
-   unit robust sigma, clipped to [-5, 20]).
+   ``shared/data/real`` (HorseHead DSS plate for Carina and Vela, Spitzer GLIMPSE for the
+   centre; median removed, unit robust sigma, clipped to [-5, 20]).
 5. **Conventional photometry**: crowdsource ``fit_im`` with a refitted PSF on the original
    image (as ``04_injection.py``); **injections**: 10% of the good detections, fluxes from
    their ECDF, the fitted PSF, >= 33 px from the edges, Poisson noise, weights updated
-   (``04_injection.inject``); each pixel gets ``ceil(50 / n_injected)`` injection images
-   (at most 5) so that every pixel has ~50 injected stars. Each injection image is re-run
-   through crowdsource *with the fitted PSF fixed* (``refit_psf=False``; a cost saving: the
-   injected stars then have exactly the model PSF, which favours conventional photometry).
-   Isolation: no other source within 4/3 FWHM (truth ``use`` column).
+   (``04_injection.inject``). Each pixel gets ``ceil(40 / expected isolated injections)``
+   injection images (at most 4). Each injection image is re-run through crowdsource *with
+   the fitted PSF fixed* (``refit_psf=False``; a cost saving: the injected stars then have
+   exactly the model PSF, which favours conventional photometry). Scored stars are
+   *isolated*: no other detection or injected star within 4/3 FWHM (paper sec. 4.3; truth
+   ``isolated`` column, passed to the maps as ``use``); the JSON also has the numbers for all
+   matched stars (``all_matched``), which are dominated by blends in crowded pixels.
 6. **Files** in the DECam CP + crowdsource layout (``raw/``, ``cat/``, ``mod/``; one
    "exposure" per group of ``--pixels-per-exposure`` pixels, CCD ``P<ipix>`` + letter per
    injection image) and a truth table per exposure; written atomically, so preparing
@@ -57,13 +63,19 @@ flags, ``rchi2 < 100``, ``fracflux > 0.5`` (paper footnote 15 otherwise).
 Outputs (``--out``, default ``validation/results/healpix/``): ``results.json``,
 ``pixels.ecsv`` (per-pixel numbers), ``maps.fits`` (HEALPix, healpy), ``maps_iqr.png``
 (conventional and LPI), ``map_ratio.png`` (dcflux/dflux), ``map_lpi_over_conv.png``. The
-simulated survey itself goes to ``--work`` (default ``<out>/../../healpix_work``, not
-committed).
+simulated survey itself (CP/crowdsource files, truth tables, manifest, LPI outputs in
+``cer/``, ``survey_log.ecsv``) goes to ``--work`` (default ``validation/healpix_work/``,
+git-ignored; ``<out>/work`` with ``--quick``). Interrupt and rerun the same command to resume:
+prepared exposures are kept, and ``run_survey(resume=True)`` skips finished exposures.
 
 Run::
 
-    python validation/scripts/06_healpix_maps.py                         # full run
-    python validation/scripts/06_healpix_maps.py --quick --out /tmp/hp   # seconds
+    python validation/scripts/06_healpix_maps.py                         # full run (87 pixels)
+    python validation/scripts/06_healpix_maps.py --footprint decaps2     # 757 pixels, hours
+    python validation/scripts/06_healpix_maps.py --quick --out /tmp/hp   # 2 pixels, 30-60 s
+
+``--quick``: two disk pixels (-40 < l < -30, |b| <= 3), CCDs <= 192 px, one injection image
+with 30% injections, pixels with >= 10 stars, the local engine with one worker.
 """
 from __future__ import annotations
 
@@ -94,11 +106,11 @@ NSIDE = 32
 SKY, GAIN = _synth.SKY, _synth.GAIN
 SIG_SKY = math.sqrt(SKY * GAIN) / GAIN
 PIXSCALE = 0.263          # arcsec / px (DECam)
-N0 = 400                  # target stars per CCD
-SIDE_MIN, SIDE_MAX = 128, 320
+N0 = 1000                 # target stars per CCD (to FMIN; ~1/3 are detected)
+SIDE_MIN, SIDE_MAX = 160, 320
 FMIN, FMAX = 150.0, 1.0e5
-TARGET_INJ = 50
-MAX_IMAGES = 5
+TARGET_ISO = 40           # expected isolated injected stars per pixel
+MAX_IMAGES = 4
 INJECT_FRAC = 0.1
 QUICK_FRAC = 0.3
 THRESHOLD = 5.0
@@ -135,15 +147,15 @@ def wrap_l(l):
 def star_density(l, b):
     """Stars per px^2 brighter than FMIN (documented in the module docstring)."""
     l, b = wrap_l(l), np.asarray(b, float)
-    return (1.0e-3 + 4.0e-3 * np.exp(-np.abs(b) / 3.0) * np.exp(-np.abs(l) / 40.0)
-            + 2.0e-2 * np.exp(-0.5 * (l / 7.0) ** 2 - 0.5 * (b / 4.0) ** 2))
+    return (3.0e-3 + 9.0e-3 * np.exp(-np.abs(b) / 3.0) * np.exp(-np.abs(l) / 40.0)
+            + 1.3e-2 * np.exp(-0.5 * (l / 7.0) ** 2 - 0.5 * (b / 4.0) ** 2))
 
 
 def structure_amplitude(l, b):
     """Background-structure rms in units of the sky noise."""
     l, b = wrap_l(l), np.asarray(b, float)
-    return (0.2 + 0.8 * np.exp(-np.abs(b) / 2.0)
-            + 1.0 * np.exp(-0.5 * (l / 8.0) ** 2 - 0.5 * (b / 5.0) ** 2))
+    return (0.1 + 0.3 * np.exp(-np.abs(b) / 2.0)
+            + 0.5 * np.exp(-0.5 * (l / 8.0) ** 2 - 0.5 * (b / 5.0) ** 2))
 
 
 def region(l, b):
@@ -344,11 +356,12 @@ def prepare_exposure(exp, work, seed, quick):
         stamp = inj.psf_stamp(psf, im.shape[0] // 2, im.shape[1] // 2, inj.INJ_STAMP)
         from crowdsource import psf as cspsf
         fwhm_fit = float(cspsf.neff_fwhm(stamp / stamp.sum()))
-        iso_dist = 4.0 / 3.0 * fwhm_fit
+        iso_dist = 4.0 / 3.0 * fwhm          # paper sec. 4.3, with the exposure's FWHM
         flags0 = np.asarray(cat0["flags"]).astype("i8") & 0xFFFFFFFF
         ngood = int((((flags0 & inj.BADFLAGS) == 0) & (np.asarray(cat0["flux"]) > 0)).sum())
         n_per = max(1, int(round(INJECT_FRAC * ngood)))
-        nimg = 1 if quick else int(min(MAX_IMAGES, math.ceil(TARGET_INJ / n_per)))
+        p_iso = math.exp(-math.pi * iso_dist ** 2 * len(cat0) / im.size)
+        nimg = 1 if quick else int(min(MAX_IMAGES, math.ceil(TARGET_ISO / (n_per * p_iso))))
         for k in range(nimg):
             ccd = f"P{pix['ipix']:05d}{chr(ord('A') + k)}"
             rng_k = np.random.default_rng([seed, 3, pix["ipix"], k])
@@ -447,6 +460,7 @@ def run_lpi(manifest, exps, work, args, log):
 
 # ----------------------------------------------------------------------------- analysis
 def analyse(outputs, truth_paths, exps, args):
+    """The maps of ``cloudcov maps`` (isolated injected stars), and the same without isolation."""
     from astropy.table import Table, vstack
 
     from cloudcov import maps as cm
@@ -454,16 +468,17 @@ def analyse(outputs, truth_paths, exps, args):
     cat = cm.load_outputs(outputs)
     truth = vstack([Table.read(p) for p in truth_paths], metadata_conflicts="silent")
     truth.meta = {}
-    res = cm.error_maps(cat, truth, nside=NSIDE, statistic="iqr", cuts="paper",
-                        min_count=args.min_count, match_radius=1.0,
-                        cut_overrides=dict(dnt_ignore=DNT_IGNORE))
-    med, _ = cm.healpix_map(truth["ra"][res["stars"]["passed"]], truth["dec"][res["stars"]["passed"]],
-                            res["stars"]["z_lpi"][res["stars"]["passed"]], NSIDE, "median",
-                            min_count=args.min_count, input_frame="icrs")
-    medc, _ = cm.healpix_map(truth["ra"][res["stars"]["passed"]], truth["dec"][res["stars"]["passed"]],
-                             res["stars"]["z_conventional"][res["stars"]["passed"]], NSIDE, "median",
-                             min_count=args.min_count, input_frame="icrs")
-    res["maps"]["zmed_conventional"], res["maps"]["zmed_lpi"] = medc, med
+    kw = dict(nside=NSIDE, statistic="iqr", cuts="paper", min_count=args.min_count,
+              match_radius=1.0, cut_overrides=dict(dnt_ignore=DNT_IGNORE))
+    truth["use"] = truth["isolated"]
+    res = cm.error_maps(cat, truth, **kw)
+    st = res["stars"]
+    sc = np.asarray(st["passed"], bool)
+    for name, col in (("zmed_conventional", "z_conventional"), ("zmed_lpi", "z_lpi")):
+        res["maps"][name] = cm.healpix_map(st["l"][sc], st["b"][sc], st[col][sc], NSIDE, "median",
+                                           min_count=args.min_count)[0]
+    truth.remove_column("use")
+    res["all_matched"] = cm.error_maps(cat, truth, **kw)
     return res
 
 
@@ -501,15 +516,22 @@ def summarise(res, exps, args):
             max_iqr_lpi=float(np.max(zl[k])) if k.any() else None)
     hi = zc > TARGETS["lpi_closer_where_conventional_gt"]
     closer = np.abs(zl - 1) < np.abs(zc - 1)
-    st = res["stars"]
-    sc = np.asarray(st["passed"], bool)
-    iso = sc & np.asarray(st["isolated"], bool)
-    out["pooled"] = {name: dict(n=int(m.sum()),
-                                iqr_conventional=cm_iqr(st["z_conventional"][m]),
-                                iqr_lpi=cm_iqr(st["z_lpi"][m]),
-                                median_z_conventional=float(np.median(st["z_conventional"][m])) if m.any() else None,
-                                median_z_lpi=float(np.median(st["z_lpi"][m])) if m.any() else None)
-                     for name, m in (("all_scored", sc), ("isolated", iso))}
+    st, sa = res["stars"], res["all_matched"]["stars"]
+    out["pooled"] = {}
+    for name, t in (("isolated", st), ("all_matched", sa)):
+        m = np.asarray(t["passed"], bool)
+        out["pooled"][name] = dict(
+            n=int(m.sum()), iqr_conventional=cm_iqr(t["z_conventional"][m]),
+            iqr_lpi=cm_iqr(t["z_lpi"][m]),
+            median_z_conventional=float(np.median(t["z_conventional"][m])) if m.any() else None,
+            median_z_lpi=float(np.median(t["z_lpi"][m])) if m.any() else None)
+    ma = res["all_matched"]["maps"]
+    oka = np.isfinite(ma["z_lpi"][ip]) & np.isfinite(ma["z_conventional"][ip])
+    out["all_matched"] = dict(
+        n_pixels=int(oka.sum()),
+        median_iqr_conventional=float(np.median(ma["z_conventional"][ip][oka])) if oka.any() else None,
+        median_iqr_lpi=float(np.median(ma["z_lpi"][ip][oka])) if oka.any() else None,
+        max_iqr_lpi=float(np.max(ma["z_lpi"][ip][oka])) if oka.any() else None)
     out["n_pixels_conventional_gt_1p1"] = int(hi.sum())
     out["n_lpi_closer_where_conventional_gt_1p1"] = int((closer & hi).sum())
     out["frac_pixels_lpi_closer"] = float(closer.mean()) if good.size else None
@@ -591,6 +613,8 @@ def main(argv=None):
         args.side_max = min(args.side_max, 192)
         args.pixels_per_exposure = 2
         args.min_count = min(args.min_count, 10)
+        args.executor = "local" if args.executor == "dask" else args.executor
+        args.workers = 1
     args.lmin = fp[0] if args.lmin is None else args.lmin
     args.lmax = fp[1] if args.lmax is None else args.lmax
     args.bmax = fp[2] if args.bmax is None else args.bmax
@@ -654,13 +678,14 @@ def main(argv=None):
                         environment=env),
         footprint=dict(lmin=args.lmin, lmax=args.lmax, bmax=args.bmax, nside=NSIDE,
                        n_exposures=len(exps), n_ccds_lpi=int(sum(r.get("nccd", 0) for r in prep))),
-        model=dict(density="1.0e-3 + 4.0e-3 exp(-|b|/3) exp(-|l|/40) + 2.0e-2 exp(-(l/7)^2/2 - (b/4)^2/2) px^-2",
-                   structure="A sigma_sky GRF(P~k^-3), A = 0.2 + 0.8 exp(-|b|/2) + exp(-(l/8)^2/2 - (b/5)^2/2)",
+        model=dict(density="3.0e-3 + 9.0e-3 exp(-|b|/3) exp(-|l|/40) + 1.3e-2 exp(-(l/7)^2/2 - (b/4)^2/2) px^-2",
+                   structure="A sigma_sky GRF(P~k^-3), A = 0.1 + 0.3 exp(-|b|/2) + 0.5 exp(-(l/8)^2/2 - (b/5)^2/2)",
                    nebulae=[dict(name=n, l=l0, b=b0, image=f, radius=NEBULA_RADIUS)
                             for n, l0, b0, f in NEBULAE],
                    sky=SKY, gain=GAIN, fluxes=[FMIN, FMAX], ccd_side=[SIDE_MIN, args.side_max],
                    n0=N0, inject_frac=QUICK_FRAC if args.quick else INJECT_FRAC,
-                   target_injected_per_pixel=TARGET_INJ, max_images=MAX_IMAGES,
+                   target_isolated_per_pixel=TARGET_ISO, max_images=MAX_IMAGES,
+                   isolation="no other source within 4/3 x the simulated PSF FWHM",
                    crowdsource_threshold=THRESHOLD, injection_refit_psf=False),
         selection=dict(cuts="paper footnote 15", dnt_ignore=DNT_IGNORE, isolation="none (as the "
                        "paper's survey maps); isolated-only numbers under 'isolated'",
