@@ -10,8 +10,8 @@ it end to end through the user-facing commands:
 1. **Footprint** (``--lmin --lmax --bmax``): every NSIDE=32 (RING) pixel whose centre has
    ``lmin < l < lmax`` and ``|b| <= bmax`` (l wrapped to [-180, 180)). DECaPS2 is
    ``-120 < l < +5, |b| <= 10`` (``--footprint decaps2``, 757 pixels); the committed run
-   uses ``-30 < l < +5, |b| <= 4`` (87 pixels: the bulge and the inner disk), which fits
-   ~30 min on 2 shared cores (see RESULTS.md "HEALPix maps").
+   uses ``-25 < l < +5, |b| <= 3`` (53 pixels: the bulge and the inner disk), which fits
+   ~30-40 min on 2 heavily shared cores (see RESULTS.md "HEALPix maps").
 2. **One small synthetic CCD per pixel**, placed at the pixel centre (TAN WCS, 0.263"/px),
    sky 300 ADU, gain 4 e-/ADU, Moffat beta=3 PSF with FWHM drawn per exposure in
    [3.8, 5.0] px. Its side is ``clip(sqrt(N0 / density), 160, 320)`` px (N0 = 1000 stars), so
@@ -70,7 +70,7 @@ prepared exposures are kept, and ``run_survey(resume=True)`` skips finished expo
 
 Run::
 
-    python validation/scripts/06_healpix_maps.py                         # full run (87 pixels)
+    python validation/scripts/06_healpix_maps.py                         # full run (53 pixels)
     python validation/scripts/06_healpix_maps.py --footprint decaps2     # 757 pixels, hours
     python validation/scripts/06_healpix_maps.py --quick --out /tmp/hp   # 2 pixels, 30-60 s
 
@@ -592,21 +592,21 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="4 pixels, one injection image each (50%% injections): seconds")
     p.add_argument("--footprint", choices=("run", "decaps2"), default="run",
-                   help="run: -30 < l < 5, |b| <= 4 (the committed run); decaps2: -120 < l < 5, "
+                   help="run: -25 < l < 5, |b| <= 3 (the committed run); decaps2: -120 < l < 5, "
                         "|b| <= 10 (~740 pixels, hours on 2 cores)")
     p.add_argument("--lmin", type=float, default=None)
     p.add_argument("--lmax", type=float, default=None)
     p.add_argument("--bmax", type=float, default=None)
     p.add_argument("--max-pixels", type=int, default=None, help="random subset of the footprint")
     p.add_argument("--side-max", type=int, default=SIDE_MAX)
-    p.add_argument("--pixels-per-exposure", type=int, default=6)
+    p.add_argument("--pixels-per-exposure", type=int, default=4)
     p.add_argument("--min-count", type=int, default=31, help="> 30 stars (paper)")
     p.add_argument("--executor", default="dask", help="cloudcov survey executor (default dask)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--prep-workers", type=int, default=2)
     p.add_argument("--no-figures", action="store_true")
     args = p.parse_args(argv)
-    fp = dict(run=(-30.0, 5.0, 4.0), decaps2=(-120.0, 5.0, 10.0))[args.footprint]
+    fp = dict(run=(-25.0, 5.0, 3.0), decaps2=(-120.0, 5.0, 10.0))[args.footprint]
     if args.quick:
         fp = (-40.0, -30.0, 3.0)
         args.max_pixels = args.max_pixels or 2
