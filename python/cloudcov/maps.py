@@ -778,14 +778,16 @@ def read_maps(path):
 
 
 def plot_maps(panels, path=None, *, lonra=(-125.0, 10.0), latra=(-12.0, 12.0), vmin=0.0,
-              vmax=2.0, nest=False, ncols=1, title=None, cmap="RdBu_r", dpi=110):
+              vmax=2.0, nest=False, ncols=1, title=None, cmap="RdBu_r", label=None, dpi=110,
+              xsize=1600):
     """Draw HEALPix maps of error-bar factors on a Galactic Cartesian view.
 
     Parameters
     ----------
     panels : list of (str, ndarray)
-        (title, map) pairs; each is drawn with ``healpy.cartview`` in Galactic coordinates
-        (the maps must be Galactic), with a 10-degree Galactic graticule.
+        (title, map) pairs; Galactic maps of any NSIDE, projected with
+        ``healpy.projector.CartesianProj`` (nearest pixel) and drawn with matplotlib with
+        Galactic longitude increasing to the left, and a 5/10-degree graticule.
     path : str or path-like, optional
         PNG to write (atomically); otherwise the figure is returned.
     lonra, latra : (float, float), optional
@@ -798,8 +800,12 @@ def plot_maps(panels, path=None, *, lonra=(-125.0, 10.0), latra=(-12.0, 12.0), v
     title : str, optional
         Figure title.
     cmap : str, optional
-        Diverging colormap (default ``RdBu_r``: red = error bars too small).
-    dpi : int, optional
+        Diverging colormap (default ``RdBu_r``: red = error bars too small); unmapped pixels
+        grey.
+    label : str, optional
+        Colour-bar label.
+    dpi, xsize : int, optional
+        Output resolution and projection width in samples.
 
     Returns
     -------
@@ -810,26 +816,40 @@ def plot_maps(panels, path=None, *, lonra=(-125.0, 10.0), latra=(-12.0, 12.0), v
 
     if path is not None:
         matplotlib.use("Agg")
-    import warnings
-
     import matplotlib.pyplot as plt
 
     n = len(panels)
     nrows = -(-n // ncols)
-    aspect = (latra[1] - latra[0]) / (lonra[1] - lonra[0])
-    fig = plt.figure(figsize=(7.5 * ncols, 7.5 * ncols * aspect * nrows / ncols + 1.4 * nrows + 0.4))
+    width = float(lonra[1] - lonra[0])
+    height = float(latra[1] - latra[0])
+    ysize = max(int(xsize * height / width), 10)
+    panel_w = 9.0
+    panel_h = panel_w * height / width + 1.3
+    fig, axs = plt.subplots(nrows, ncols, figsize=(panel_w * ncols + 1.2, panel_h * nrows + 0.5),
+                            squeeze=False, constrained_layout=True)
     base = matplotlib.colormaps[cmap]
     cm = base.with_extremes(bad="0.85", under=base(0.0), over=base(1.0))
+    proj = hp.projector.CartesianProj(lonra=list(lonra), latra=list(latra), coord="G",
+                                      xsize=xsize, ysize=ysize)
+    im = None
     for k, (name, m) in enumerate(panels):
+        ax = axs[k // ncols, k % ncols]
         m = np.asarray(m, np.float64)
-        m = np.where(np.isfinite(m), m, hp.UNSEEN)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hp.cartview(m, fig=fig, sub=(nrows, ncols, k + 1), nest=nest, coord="G",
-                        lonra=list(lonra), latra=list(latra), min=vmin, max=vmax, cmap=cm,
-                        title=name, unit="", cbar=True, notext=False, badcolor="0.85",
-                        xsize=1200)
-            hp.graticule(dpar=5, dmer=10, coord="G", color="0.3", alpha=0.6, lw=0.4)
+        ns = hp.npix2nside(m.size)
+        img = proj.projmap(np.where(np.isfinite(m), m, np.nan),
+                           lambda x, y, z, ns=ns: hp.vec2pix(ns, x, y, z, nest=nest))
+        img = np.ma.masked_invalid(img)
+        im = ax.imshow(img, origin="lower", extent=(lonra[1], lonra[0], latra[0], latra[1]),
+                       cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")
+        ax.set_xticks(np.arange(np.ceil(lonra[0] / 10) * 10, lonra[1] + 1e-9, 10))
+        ax.set_yticks(np.arange(np.ceil(latra[0] / 5) * 5, latra[1] + 1e-9, 5))
+        ax.grid(color="0.3", alpha=0.4, lw=0.5)
+        ax.set_xlabel("Galactic longitude l (deg)")
+        ax.set_ylabel("b (deg)")
+        ax.set_title(name, fontsize=11)
+        fig.colorbar(im, ax=ax, shrink=0.9, extend="both", label=label or "")
+    for k in range(n, nrows * ncols):
+        axs[k // ncols, k % ncols].set_visible(False)
     if title:
         fig.suptitle(title)
     if path is None:

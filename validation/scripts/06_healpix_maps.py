@@ -559,13 +559,47 @@ def figures(res, outdir, lonra, latra):
     mp = res["maps"]
     cm.plot_maps([("conventional: IQR/1.349 of (flux - true)/dflux", mp["z_conventional"]),
                   ("LPI: IQR/1.349 of (cflux - true)/dcflux", mp["z_lpi"])],
-                 outdir / "maps_iqr.png", lonra=lonra, latra=latra, vmin=0.0, vmax=2.0)
+                 outdir / "maps_iqr.png", lonra=lonra, latra=latra, vmin=0.0, vmax=2.0,
+                 label="factor by which the error bars are too small")
     cm.plot_maps([("dcflux / dflux (LPI / conventional uncertainty), clipped mean",
                    mp["ratio"])], outdir / "map_ratio.png", lonra=lonra, latra=latra,
-                 vmin=0.0, vmax=2.0)
+                 vmin=0.0, vmax=2.0, label="dcflux / dflux")
     cm.plot_maps([("IQR/1.349 LPI / IQR/1.349 conventional", mp["z_ratio"])],
-                 outdir / "map_lpi_over_conv.png", lonra=lonra, latra=latra, vmin=0.0, vmax=2.0)
-    return ["maps_iqr.png", "map_ratio.png", "map_lpi_over_conv.png"]
+                 outdir / "map_lpi_over_conv.png", lonra=lonra, latra=latra, vmin=0.0, vmax=2.0,
+                 label="LPI / conventional")
+    scatter(res, outdir / "iqr_scatter.png")
+    return ["maps_iqr.png", "map_ratio.png", "map_lpi_over_conv.png", "iqr_scatter.png"]
+
+
+def scatter(res, path):
+    """Per pixel: LPI vs conventional IQR/1.349, coloured by region (disk / bulge)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import healpy as hp
+
+    mp = res["maps"]
+    ok = np.isfinite(mp["z_lpi"]) & np.isfinite(mp["z_conventional"])
+    ip = np.flatnonzero(ok)
+    l, b = hp.pix2ang(NSIDE, ip, lonlat=True)
+    reg = region(l, b)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4), constrained_layout=True)
+    hi = max(2.0, float(np.nanmax(mp["z_conventional"][ip])) * 1.05) if ip.size else 2.0
+    ax.axhspan(0.97, 1.03, color="0.85", label="target: LPI median 1.00 +- 0.03")
+    ax.axhline(1.5, color="0.5", ls=":", label="target: worst LPI pixel <= 1.5")
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8, label="LPI = conventional")
+    for r, c in (("disk", "tab:blue"), ("bulge", "tab:red")):
+        k = reg == r
+        ax.scatter(mp["z_conventional"][ip][k], mp["z_lpi"][ip][k], s=18, c=c,
+                   label=f"{r} ({int(k.sum())} pixels)")
+    ax.set_xlim(0.5, hi)
+    ax.set_ylim(0.5, max(2.0, float(np.nanmax(mp["z_lpi"][ip])) * 1.05) if ip.size else 2.0)
+    ax.set_xlabel("conventional IQR/1.349 of Z (per NSIDE=32 pixel)")
+    ax.set_ylabel("LPI IQR/1.349 of Z")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _git_commit():
