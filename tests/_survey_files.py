@@ -193,7 +193,7 @@ def copy_exposure(exp, dest):
 # --------------------------------------------------------------------------------------
 
 EXAMPLE_CCD = "S1"       # the embedded Horsehead example, written as one more "CCD"
-SURVEY_CCDLISTS = ("", "N6", "N2 S1", "S1", "N6 N2", "S1 N6")   # cycled over the exposures
+SURVEY_CCDLISTS = ("", "N2", "S1", "N2", "N6", "S1 N2")   # cycled over the exposures
 
 
 def survey_date(k):

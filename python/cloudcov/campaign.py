@@ -123,6 +123,10 @@ class SurveyResult:
     task_seconds : float
         Sum of the tasks' own wall times (``task_seconds / (workers * seconds)`` is the load
         balance).
+    startup_seconds : float
+        Time to start (or connect to) the engine, included in ``seconds``.
+    task_cpu_seconds : float
+        Sum of the tasks' CPU times (their worker processes, all threads).
     records : list of dict
         Every log row of this run, in the order the attempts finished.
     log_path : pathlib.Path
@@ -139,6 +143,8 @@ class SurveyResult:
     stars: int = 0
     seconds: float = 0.0
     task_seconds: float = 0.0
+    startup_seconds: float = 0.0
+    task_cpu_seconds: float = 0.0
     records: list = field(default_factory=list)
     log_path: pathlib.Path | None = None
     executor: str = "local"
@@ -327,7 +333,8 @@ def survey_task(spec, opts):
     -------
     dict
         ``exposure``, ``status`` (``"done"``, ``"skipped"``, ``"failed"`` or ``"locked"``),
-        ``ccds``, ``stars``, ``seconds``, ``host``, ``pid``, ``error``. Never raises: every
+        ``ccds``, ``stars``, ``seconds`` (wall), ``cpu_seconds`` (this process, all its
+        threads), ``host``, ``pid``, ``error``. Never raises: every
         error becomes ``status="failed"`` with its message.
     """
     from threadpoolctl import threadpool_limits
@@ -336,8 +343,9 @@ def survey_task(spec, opts):
     from .survey import run_exposure
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     rec = dict(exposure=spec.name, status="failed", ccds=0, stars=0, seconds=0.0,
-               host=socket.gethostname(), pid=os.getpid(), error="")
+               cpu_seconds=0.0, host=socket.gethostname(), pid=os.getpid(), error="")
     threads = int(opts.get("threads") or 1)
     out_dir = pathlib.Path(opts["out_dir"])
     try:
@@ -369,6 +377,7 @@ def survey_task(spec, opts):
         rec["error"] = _error_text(exc)
     rec["error"] = rec["error"][:_ERROR_CHARS]
     rec["seconds"] = round(time.perf_counter() - t0, 4)
+    rec["cpu_seconds"] = round(time.process_time() - c0, 4)
     return rec
 
 
@@ -573,7 +582,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     logw = _LogWriter(result.log_path)
     base_opts = dict(out_dir=os.fspath(out_dir), fmt=fmt, seed=seed, threads=threads,
                      max_memory=int(max_memory), compression=compression, params=dict(params))
-    tasks = deque(_Task(s) for s in specs)
+    tasks = deque(_Task(s, wait=float(lock_wait)) for s in specs)
     deferred = []
     inflight = {}
     bar = _progress_bar(len(specs), progress)
@@ -586,6 +595,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
         result.records.append(rec)
         logw.add(rec)
         result.task_seconds += float(rec.get("seconds", 0.0))
+        result.task_cpu_seconds += float(rec.get("cpu_seconds", 0.0))
         if status == "retry":
             log.warning("%s: attempt %d failed, retrying: %s", task.spec.name, task.attempts,
                         rec.get("error", ""))
@@ -605,6 +615,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
 
     with make_engine(executor, workers=workers, threads=threads, scheduler=scheduler,
                      parsl_config=parsl_config, run_dir=out_dir / "parsl_runinfo") as engine:
+        result.startup_seconds = time.perf_counter() - t0
         cap = engine.capacity
         try:
             while tasks or deferred or inflight:

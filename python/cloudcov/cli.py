@@ -272,12 +272,16 @@ def survey(args):
         print("cloudcov survey: error: MANIFEST and --out are required", file=sys.stderr)
         return 2
     kw = _lpi_kwargs(args)
-    threads = args.threads_per_worker or kw.pop("threads")
+    threads = args.threads_per_worker or kw.pop("threads", None)
     kw.pop("threads", None)
-    res = run_survey(args.manifest, args.out, executor=args.executor, workers=args.workers,
-                     threads_per_worker=threads, scheduler=args.scheduler,
-                     parsl_config=args.parsl_config, retries=args.retries, seed=args.seed,
-                     progress=None, **kw)
+    try:
+        res = run_survey(args.manifest, args.out, executor=args.executor, workers=args.workers,
+                         threads_per_worker=threads, scheduler=args.scheduler,
+                         parsl_config=args.parsl_config, retries=args.retries, seed=args.seed,
+                         progress=None, **kw)
+    except ImportError as exc:
+        print(f"cloudcov survey: error: {exc}", file=sys.stderr)
+        return 1
     for name, msg in res.failed.items():
         print(f"  FAILED {name}: {msg}", file=sys.stderr)
     print(res.summary())

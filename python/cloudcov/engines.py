@@ -204,8 +204,14 @@ class LocalEngine:
         if isinstance(exc, BrokenProcessPool) and generation == self.generation:
             self._restart()
 
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort=False):
+        """Shut the pool down; ``abort``: do not wait, terminate the running tasks."""
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
+        if abort:
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.terminate()
 
 
 class DaskEngine:
@@ -255,7 +261,7 @@ class DaskEngine:
     def recover(self, exc, generation):
         """Nothing to do: the nanny restarts a dead worker."""
 
-    def close(self):
+    def close(self, abort=False):
         with contextlib.suppress(Exception):
             self.client.close()
         if self.cluster is not None:
@@ -468,7 +474,7 @@ class ParslEngine:
     def recover(self, exc, generation):
         """Nothing to do: Parsl's manager replaces lost workers' blocks as configured."""
 
-    def close(self):
+    def close(self, abort=False):
         with contextlib.suppress(Exception):
             self.dfk.cleanup()
         with contextlib.suppress(Exception):
@@ -506,5 +512,7 @@ def make_engine(executor, *, workers, threads, scheduler=None, parsl_config=None
         raise ValueError(f"executor: expected local, dask or parsl, got {executor!r}")
     try:
         yield eng
-    finally:
-        eng.close()
+    except BaseException:           # Ctrl-C, a bug: stop the workers without waiting
+        eng.close(abort=True)
+        raise
+    eng.close()
