@@ -471,6 +471,10 @@ def analyse(outputs, truth_paths, exps, args):
     kw = dict(nside=NSIDE, statistic="iqr", cuts="paper", min_count=args.min_count,
               match_radius=1.0, cut_overrides=dict(dnt_ignore=DNT_IGNORE))
     truth["use"] = truth["isolated"]
+    from cloudcov.io._files import atomic_path
+
+    with atomic_path(Path(truth_paths[0]).parents[1] / "truth_all.ecsv") as tmp:   # for cloudcov maps
+        truth.write(tmp, format="ascii.ecsv", overwrite=True)
     res = cm.error_maps(cat, truth, **kw)
     st = res["stars"]
     sc = np.asarray(st["passed"], bool)
