@@ -1,5 +1,6 @@
 """Command-line front end: ``cloudcov demo``, ``cloudcov exposure``, ``cloudcov ccd``,
-``cloudcov impute``, ``cloudcov clean``, ``cloudcov survey`` (also ``python -m cloudcov ...``)."""
+``cloudcov impute``, ``cloudcov clean``, ``cloudcov survey``, ``cloudcov maps`` (also
+``python -m cloudcov ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -422,6 +423,7 @@ def main(argv=None):
 
     _add_clean(sub)
     _add_survey_parser(sub)
+    _add_maps_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -458,4 +460,111 @@ def main(argv=None):
             return 1
         finally:
             logging.captureWarnings(False)
+    if args.command == "maps":
+        return maps(args)
     return 2  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------
+# cloudcov maps: HEALPix maps of error-bar calibration (LPI paper sec. 5.4)
+# ---------------------------------------------------------------------------------------
+
+def _add_maps_parser(sub):
+    m = sub.add_parser(
+        "maps", help="HEALPix maps of error-bar calibration from cloudcov outputs (paper sec. 5.4)",
+        description="Read cloudcov FITS/HDF5 outputs, match an injected-truth table (columns ra, "
+        "dec [deg, ICRS], flux; optional ccd, date to match within one CCD/exposure, id, use), "
+        "and map per HEALPix pixel the IQR/1.34896 of the conventional (flux-true)/dflux and LPI "
+        "(cflux-true)/dcflux Z-scores, and the clipped mean of dcflux/dflux. Positions come "
+        "from the catalogues' ra/dec columns.")
+    m.add_argument("outputs", nargs="+", help="cloudcov output files (.fits or .h5)")
+    m.add_argument("--truth", default=None, help="injected-truth table (FITS, ECSV, CSV)")
+    m.add_argument("--nside", type=int, default=32, help="NSIDE of the maps (default 32)")
+    m.add_argument("--ratio-nside", type=int, default=None,
+                   help="NSIDE of the dcflux/dflux map when it differs from --nside (written "
+                        "to --ratio-out)")
+    m.add_argument("--ratio-out", default=None,
+                   help="FITS for the --ratio-nside map (default <out>.ratio.fits)")
+    m.add_argument("--statistic", choices=("iqr", "median", "mean", "count"), default="iqr",
+                   help="statistic of the Z-scores per pixel (default iqr = IQR/1.34896)")
+    m.add_argument("--cuts", choices=("paper", "dnt", "none"), default="paper",
+                   help="quality cuts: paper = footnote 15 (dnt == 0, cchi2/kcond > 0.7, no bad "
+                        "flags, rchi2 < 100, fracflux > 0.5); dnt = dnt == 0 only; none")
+    m.add_argument("--dnt-ignore", type=int, default=0,
+                   help="dnt bits that do not reject a star (e.g. 28 = 4|8|16; default 0)")
+    m.add_argument("--min-count", type=int, default=31,
+                   help="fewest stars for a pixel to be mapped (default 31: the paper's > 30)")
+    m.add_argument("--match-radius", type=float, default=1.0,
+                   help="truth match radius in arcsec (default 1)")
+    m.add_argument("--match-id", default=None,
+                   help="match truth 'id' to this catalogue column instead of by position")
+    m.add_argument("--frame", choices=("galactic", "icrs"), default="galactic",
+                   help="map coordinates (default galactic)")
+    m.add_argument("--nest", action="store_true", help="NESTED ordering (default RING)")
+    m.add_argument("--out", required=True, help="HEALPix FITS file of the maps")
+    m.add_argument("--png", default=None, help="figure of the maps")
+    m.add_argument("--stars", default=None,
+                   help="per-injected-star table (ECSV/FITS) with the Z-scores")
+    m.add_argument("--lonra", type=float, nargs=2, default=(-125.0, 10.0),
+                   help="figure longitude range, degrees (default -125 10)")
+    m.add_argument("--latra", type=float, nargs=2, default=(-12.0, 12.0),
+                   help="figure latitude range, degrees (default -12 12)")
+
+
+def maps(args):
+    """``cloudcov maps``: HEALPix maps of Z-score widths and dcflux/dflux."""
+    from . import maps as cm
+
+    try:
+        cat = cm.load_outputs(args.outputs)
+        truth = cm.read_truth(args.truth) if args.truth else None
+        res = cm.error_maps(cat, truth, nside=args.nside, statistic=args.statistic,
+                            cuts=args.cuts, frame=args.frame, nest=args.nest,
+                            min_count=args.min_count, match_radius=args.match_radius,
+                            by_id=args.match_id, ratio_nside=args.ratio_nside,
+                            cut_overrides=dict(dnt_ignore=args.dnt_ignore) if args.cuts != "none" else None)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cloudcov maps: error: {exc}", file=sys.stderr)
+        return 1
+    mp = res["maps"]
+    meta = dict(NSIDE0=args.nside, STATISTC=args.statistic, CUTS=args.cuts,
+                MINCOUNT=args.min_count, NFILES=len(args.outputs), NDETECT=res["n_detections"])
+    main_maps = {k: v for k, v in mp.items() if np.size(v) == np.size(mp["count_all"])}
+    cm.write_maps(args.out, main_maps, nest=args.nest, frame=args.frame, meta=meta)
+    written = [args.out]
+    if np.size(mp["ratio"]) != np.size(mp["count_all"]):
+        rout = args.ratio_out or str(pathlib.Path(args.out).with_suffix("")) + ".ratio.fits"
+        cm.write_maps(rout, {"ratio": mp["ratio"], "count_ratio": mp["count_ratio"]},
+                      nest=args.nest, frame=args.frame, meta=meta)
+        written.append(rout)
+    if args.stars and res["stars"] is not None:
+        from .io._files import atomic_path
+
+        fmt = "fits" if str(args.stars).endswith((".fits", ".fit")) else "ascii.ecsv"
+        with atomic_path(args.stars) as tmp:
+            res["stars"].write(tmp, format=fmt, overwrite=True)
+        written.append(args.stars)
+    if args.png:
+        label = {"iqr": "IQR/1.349 of Z", "median": "median Z", "mean": "mean Z",
+                 "count": "stars"}[args.statistic]
+        panels = []
+        if truth is not None:
+            panels += [(f"conventional: {label}", mp["z_conventional"]),
+                       (f"LPI: {label}", mp["z_lpi"])]
+        panels.append(("dcflux / dflux (LPI / conventional uncertainty)", mp["ratio"]))
+        lo, hi = (0.0, 2.0) if args.statistic in ("iqr", "count") else (-1.0, 1.0)
+        cm.plot_maps(panels, args.png, lonra=args.lonra, latra=args.latra, vmin=lo, vmax=hi,
+                     nest=args.nest)
+        written.append(args.png)
+    ok = np.isfinite(mp["z_lpi"]) if truth is not None else np.isfinite(mp["ratio"])
+    print(f"cloudcov maps: {res['n_detections']} detections from {len(args.outputs)} file(s), "
+          f"{res['n_passed']} pass the {args.cuts} cuts; NSIDE {args.nside}, "
+          f"{int(ok.sum())} pixel(s) with >= {args.min_count} stars")
+    if truth is not None:
+        print(f"  injected {len(truth)}, matched {res['n_matched']}, scored {res['n_scored']}; "
+              f"median over pixels of {args.statistic}: conventional "
+              f"{np.nanmedian(mp['z_conventional'][ok]) if ok.any() else np.nan:.3f}, "
+              f"LPI {np.nanmedian(mp['z_lpi'][ok]) if ok.any() else np.nan:.3f}")
+    for w in written:
+        print(f"  wrote {w}")
+    return 0

@@ -189,7 +189,7 @@ def dnt_names(value):
 
 
 def decaps_ok(table, *, bad_flags=DECAPS_BAD_FLAGS, min_cchi2_per_kcond=0.7, max_rchi2=100.0,
-              min_fracflux=0.5):
+              min_fracflux=0.5, dnt=True, dnt_ignore=0):
     """The DECaPS2 "OK" selection of the LPI paper (Saydjari & Finkbeiner 2022, footnote 15).
 
     A detection is OK when ``dnt == 0``, ``cchi2 / kcond > 0.7``, no bad flags are set (and
@@ -204,8 +204,16 @@ def decaps_ok(table, *, bad_flags=DECAPS_BAD_FLAGS, min_cchi2_per_kcond=0.7, max
         Bits of ``flags`` that reject a detection (default :data:`DECAPS_BAD_FLAGS`). The
         paper does not list its "bad flags"; the default is the DQ codes crowdsource gives
         zero weight (1-6, 8), ``badpix`` and ``s7unstable``.
-    min_cchi2_per_kcond, max_rchi2, min_fracflux : float, optional
-        Thresholds (defaults 0.7, 100, 0.5), all strict.
+        ``None`` skips the flag cut (and the off-image check).
+    min_cchi2_per_kcond, max_rchi2, min_fracflux : float or None, optional
+        Thresholds (defaults 0.7, 100, 0.5), all strict; ``None`` skips that cut (and its
+        columns need not exist).
+    dnt : bool, optional
+        Require ``dnt == 0`` (default True); False skips the cut.
+    dnt_ignore : int, optional
+        ``dnt`` bits that do not reject a detection (default 0: strict ``dnt == 0`` as in
+        the paper). E.g. ``4 | 8 | 16`` keeps stars whose solve was redone by cloudcov's
+        guard or whose crowdsource PSF has slightly negative pixels.
 
     Returns
     -------
@@ -215,7 +223,7 @@ def decaps_ok(table, *, bad_flags=DECAPS_BAD_FLAGS, min_cchi2_per_kcond=0.7, max
     Raises
     ------
     KeyError
-        If a needed column is missing (the message names it).
+        If a column of an enabled cut is missing (the message names it).
     """
     def col(name):
         try:
@@ -223,16 +231,25 @@ def decaps_ok(table, *, bad_flags=DECAPS_BAD_FLAGS, min_cchi2_per_kcond=0.7, max
         except (KeyError, ValueError, IndexError) as exc:
             raise KeyError(f"decaps_ok: missing column {name!r}") from exc
 
-    dnt = col("dnt").astype(np.int64) & 0xFF
-    kcond = col("kcond").astype(np.float64)
-    cchi2 = col("cchi2").astype(np.float64)
-    u = flags_uint32(col("flags"))
+    from collections.abc import Mapping
+
+    n = len(next(iter(table.values()))) if isinstance(table, Mapping) and table else len(table)
+    ok = np.ones(n, bool)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(kcond > 0, cchi2 / np.where(kcond > 0, kcond, 1.0), np.nan)
-        ok = ((dnt == 0) & (ratio > min_cchi2_per_kcond)
-              & ((u & int(bad_flags)) == 0) & (u != OFF_IMAGE_FLAGS)
-              & (col("rchi2").astype(np.float64) < max_rchi2)
-              & (col("fracflux").astype(np.float64) > min_fracflux))
+        if dnt:
+            ok &= (col("dnt").astype(np.int64) & 0xFF & ~int(dnt_ignore)) == 0
+        if min_cchi2_per_kcond is not None:
+            kcond = col("kcond").astype(np.float64)
+            cchi2 = col("cchi2").astype(np.float64)
+            ratio = np.where(kcond > 0, cchi2 / np.where(kcond > 0, kcond, 1.0), np.nan)
+            ok &= ratio > min_cchi2_per_kcond
+        if bad_flags is not None:
+            u = flags_uint32(col("flags"))
+            ok &= ((u & int(bad_flags)) == 0) & (u != OFF_IMAGE_FLAGS)
+        if max_rchi2 is not None:
+            ok &= col("rchi2").astype(np.float64) < max_rchi2
+        if min_fracflux is not None:
+            ok &= col("fracflux").astype(np.float64) > min_fracflux
     return ok
 
 
