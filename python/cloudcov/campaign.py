@@ -358,7 +358,8 @@ def survey_task(spec, opts):
                 res = run_exposure(spec.base, spec.date, spec.filt, spec.vers, spec.basecat,
                                    out_dir=out_dir, fmt=opts["fmt"],
                                    ccdlist=list(spec.ccdlist) if spec.ccdlist else None,
-                                   resume=bool(opts.get("resume")), seed=opts.get("seed"),
+                                   resume=bool(opts.get("resume")),
+                                   overwrite=bool(opts.get("overwrite")), seed=opts.get("seed"),
                                    threads=threads,
                                    max_memory=opts.get("max_memory", DEFAULT_MAX_MEMORY),
                                    progress=False,
@@ -486,7 +487,8 @@ class _Task:
 
 
 def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per_worker=None,
-               scheduler=None, parsl_config=None, retries=2, resume=False, fmt="fits",
+               scheduler=None, parsl_config=None, retries=2, resume=False, overwrite=False,
+               fmt="fits",
                seed=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip", progress=None,
                lock_wait=0.5, **params):
     """Run the afterburner on every exposure of a manifest (``cloudcov survey``).
@@ -521,6 +523,10 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     retries : int, optional
         Extra attempts of a failed exposure (default 2). Failed exposures are reported and
         never stop the others.
+    overwrite : bool, optional
+        Without ``resume``, recompute exposures whose complete output already exists and
+        replace it (``cloudcov exposure --overwrite``); otherwise such an exposure fails with
+        :class:`cloudcov.survey.OutputExistsError` and its output is kept.
     resume : bool, optional
         Skip exposures whose output is complete with these parameters
         (:func:`exposure_complete`), and resume unfinished ones from their finished CCDs.
@@ -581,7 +587,8 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     driver = f"{socket.gethostname()}:{os.getpid()}"
     logw = _LogWriter(result.log_path)
     base_opts = dict(out_dir=os.fspath(out_dir), fmt=fmt, seed=seed, threads=threads,
-                     max_memory=int(max_memory), compression=compression, params=dict(params))
+                     max_memory=int(max_memory), compression=compression, params=dict(params),
+                     overwrite=bool(overwrite))
     tasks = deque(_Task(s, wait=float(lock_wait)) for s in specs)
     deferred = []
     inflight = {}
