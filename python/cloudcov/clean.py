@@ -329,7 +329,7 @@ def write_clean(path, result, *, header=None, inputs=None, overwrite=True):
 
     from . import __version__
     from .io.images import write_image_file
-    from .io.output import _json
+    from .io.catalog import json_text
 
     p = result.params
     h = fits.Header() if header is None else header.copy()
@@ -369,7 +369,7 @@ def write_clean(path, result, *, header=None, inputs=None, overwrite=True):
     card("CCNFALLB", result.counts["fallback"], "imputed by fallback")
     for k, name in enumerate(inputs or (), start=1):
         card(f"CCINPUT{k}"[:8], str(name), "input file")
-    h["CCPARAMS"] = _json(p)
+    h["CCPARAMS"] = json_text(p)
     dh = fits.Header()
     for name, bit in DEFECT_BITS.items():
         dh[f"BIT{bit.bit_length() - 1}"] = (name, f"defect bit value {bit}")

@@ -22,7 +22,6 @@ Conventions: images are ``[row, col]``; pixel values in image units (ADU); posit
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 

@@ -26,6 +26,8 @@ def json_text(obj):
 
 
 def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):

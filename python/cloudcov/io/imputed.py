@@ -2,12 +2,12 @@
 DRAWS extensions out (written atomically)."""
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 
 from ._files import InputFileError, atomic_path, get_hdu, native, open_fits
+from .catalog import json_text
 
 __all__ = ["parse_image_spec", "read_image_spec", "write_impute_fits", "MASK_BITS"]
 
@@ -90,8 +90,8 @@ def write_impute_fits(path, result, header, provenance):
     hdr["CCMETHOD"] = (result.method, "cloudcov impute method")
     hdr["CCNIMP"] = (result.n_imputed, "pixels imputed")
     hdr["CCNFALL"] = (result.n_fallback, "pixels imputed by a fallback")
-    hdr["CCPARAMS"] = json.dumps(result.params, default=_json_default, sort_keys=True)
-    hdr["CCPROV"] = json.dumps(provenance, default=_json_default, sort_keys=True)
+    hdr["CCPARAMS"] = json_text(result.params)
+    hdr["CCPROV"] = json_text(provenance)
     mask = result.mask.astype(np.uint8) | (2 * result.fallback.astype(np.uint8))
     hdus = [fits.PrimaryHDU(result.image, header=hdr),
             fits.ImageHDU(result.std, name="STD"),
@@ -103,10 +103,3 @@ def write_impute_fits(path, result, header, provenance):
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True, checksum=True)
 
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
