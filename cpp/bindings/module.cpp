@@ -428,6 +428,8 @@ void load_lapack() {
     load_fn(t.d.pocon, lap, "dpocon");
     load_fn(t.s.trcon, lap, "strcon");
     load_fn(t.d.trcon, lap, "dtrcon");
+    load_fn(t.s.lacn2, lap, "slacn2");
+    load_fn(t.d.lacn2, lap, "dlacn2");
     load_fn(t.s.trsv, blas, "strsv");
     load_fn(t.d.trsv, blas, "dtrsv");
     load_fn(t.s.gemv, blas, "sgemv");

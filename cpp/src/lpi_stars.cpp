@@ -1,5 +1,7 @@
 #include "cloudcov/lpi_stars.hpp"
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,11 +13,27 @@
 
 namespace cloudcov {
 
+namespace {
+
+// Per-thread storage, allocated once per strip (or lpi_stars call) and reused for every star.
 template <class T>
-void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
-    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+struct StarThread {
+    Workspace ws;
+    std::vector<double> data, stars, psf;
+    std::vector<std::uint8_t> kmasked, not_good, hidden;
+    StarStamp st;
+    StackCov<T> sc;
+    explicit StarThread(idx npix)
+        : data(npix), stars(npix), psf(npix), kmasked(npix), not_good(npix), hidden(npix) {
+        st.good.reserve(npix);
+        st.hidden.reserve(npix);
+    }
+};
+
+template <class T>
+void check_stamps(const StarBatch<T>& b) {
+    const idx Np = b.Np, h = (Np - 1) / 2;
     const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
-    // Check every stamp before starting threads.
     // Overflow-safe: with R near INT64_MAX, R + h and r0 + Np used to wrap and pass.
     for (idx k = 0; k < b.n; ++k) {
         const idx R = b.rows[k], C = b.cols[k];
@@ -30,69 +48,86 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
                                         std::to_string(R) + ", " + std::to_string(C) +
                                         "): its stamp leaves the padded image or the tile");
     }
-    const Lapack& lp = lapack_table();
-    const int nt = resolve_threads(nthreads);
-    struct Thread {
-        Workspace ws;
-        std::vector<double> data, stars, psf;
-        std::vector<std::uint8_t> kmasked, not_good, hidden;
-    };
-    std::vector<Thread> th(static_cast<size_t>(nt));
-    for (auto& t : th) {
-        t.data.resize(npix);
-        t.stars.resize(npix);
-        t.psf.resize(npix);
-        t.kmasked.resize(npix);
-        t.not_good.resize(npix);
-        t.hidden.resize(npix);
-    }
-    parallel_for(b.n, nt, [&](std::int64_t k, int tid) {
-        Thread& t = th[static_cast<size_t>(tid)];
-        const idx R = b.rows[k], C = b.cols[k];
-        for (idx pr = 0; pr < Np; ++pr)
-            for (idx pc = 0; pc < Np; ++pc) {
-                const idx i = pr * Np + pc;
-                t.data[i] = static_cast<double>(b.resid(R - h + pr, C - h + pc));
-                t.stars[i] = static_cast<double>(b.stars(R - h + pr, C - h + pc));
-                t.kmasked[i] = b.bad(R - h + pr, C - h + pc) != 0;
-                t.psf[i] = static_cast<double>(b.psf[k * npix + i]);
-            }
-        PixelCounts pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask,
-                                               b.flux[k], b.thr, Np, t.not_good.data(),
-                                               t.hidden.data(), b.flux_floor);
-        StarStamp st;
-        st.Np = Np;
-        st.data = t.data.data();
-        st.stars = t.stars.data();
-        st.psf = t.psf.data();
-        st.good.reserve(npix);
-        st.hidden.reserve(npix);
-        for (idx i = 0; i < npix; ++i) {
-            if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
-            if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
+}
+
+template <class T>
+void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, StarThread<T>& t,
+              const Lapack& lp) {
+    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+    const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
+    const idx R = b.rows[k], C = b.cols[k];
+    for (idx pr = 0; pr < Np; ++pr) {
+        const T* rs = b.resid.row(R - h + pr) + (C - h);
+        const T* ss = b.stars.row(R - h + pr) + (C - h);
+        const std::uint8_t* bs = b.bad.row(R - h + pr) + (C - h);
+        for (idx pc = 0; pc < Np; ++pc) {
+            const idx i = pr * Np + pc;
+            t.data[i] = static_cast<double>(rs[pc]);
+            t.stars[i] = static_cast<double>(ss[pc]);
+            t.kmasked[i] = bs[pc] != 0;
         }
-        StackCov<T> sc;
-        sc.stack = b.stack;
-        sc.bimage = b.bimage;
-        sc.Np = Np;
-        sc.r0 = R - h - b.tile_r0 - drow;
-        sc.c0 = C - h - b.tile_c0 - dcol;
-        sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
-        sc.julia_compat = b.julia_compat;
-        sc.prepare();
-        CondOptions opt = b.opt;
-        opt.keep_prediction = false;
-        CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
-        out.dcflux[k] = r.dcflux;
-        out.dcflux_diag[k] = r.dcflux_diag;
-        out.fdb_res[k] = r.fdb_res;
-        out.fdb_pred[k] = r.fdb_pred;
-        out.cchi2[k] = r.cchi2;
-        out.kcond0[k] = pc.kcond0;
-        out.kcond[k] = pc.kcond;
-        out.kpred[k] = pc.kpred;
-        out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
+    }
+    for (idx i = 0; i < npix; ++i) t.psf[i] = static_cast<double>(b.psf[k * npix + i]);
+    PixelCounts pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask, b.flux[k],
+                                           b.thr, Np, t.not_good.data(), t.hidden.data(),
+                                           b.flux_floor);
+    StarStamp& st = t.st;
+    st.Np = Np;
+    st.data = t.data.data();
+    st.stars = t.stars.data();
+    st.psf = t.psf.data();
+    st.good.clear();
+    st.hidden.clear();
+    for (idx i = 0; i < npix; ++i) {
+        if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
+        if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
+    }
+    StackCov<T>& sc = t.sc;
+    sc.stack = b.stack;
+    sc.bimage = b.bimage;
+    sc.Np = Np;
+    sc.r0 = R - h - b.tile_r0 - drow;
+    sc.c0 = C - h - b.tile_c0 - dcol;
+    sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
+    sc.julia_compat = b.julia_compat;
+    sc.prepare();
+    CondOptions opt = b.opt;
+    opt.keep_prediction = false;
+    CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
+    out.dcflux[k] = r.dcflux;
+    out.dcflux_diag[k] = r.dcflux_diag;
+    out.fdb_res[k] = r.fdb_res;
+    out.fdb_pred[k] = r.fdb_pred;
+    out.cchi2[k] = r.cchi2;
+    out.kcond0[k] = pc.kcond0;
+    out.kcond[k] = pc.kcond;
+    out.kpred[k] = pc.kpred;
+    out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
+}
+
+// Thread storage is created lazily by the thread that uses it (first touch on its core).
+template <class T>
+void run_stars(const StarBatch<T>& b, const StarOutputs& out, WorkerPool& pool,
+               std::vector<std::unique_ptr<StarThread<T>>>& th) {
+    check_stamps(b);
+    const Lapack& lp = lapack_table();
+    const idx npix = b.Np * b.Np;
+    th.resize(static_cast<size_t>(pool.size()));
+    pool.run(b.n, [&](std::int64_t k, int tid) {
+        auto& t = th[static_cast<size_t>(tid)];
+        if (!t) t = std::make_unique<StarThread<T>>(npix);
+        one_star<T>(b, out, k, *t, lp);
     });
+}
+
+}  // namespace
+
+template <class T>
+void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
+    check_stamps(b);   // before starting threads
+    WorkerPool pool(std::max<int>(1, std::min<std::int64_t>(resolve_threads(nthreads), b.n)));
+    std::vector<std::unique_ptr<StarThread<T>>> th;
+    run_stars<T>(b, out, pool, th);
 }
 
 template <class T>
@@ -120,7 +155,11 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
     Image<T> bimage(bimage_buf, orow, ocol);
     boxcar_sum<T, T>(x, b.wrow, b.wcol, bimage);
     Stack<T> stack{ring, Np, ring_rows, ocol};
-    StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads);
+    // One set of threads and per-thread workspaces for the whole strip: the sweep alternates
+    // short rounds of stack rows and star batches.
+    WorkerPool pool(nthreads);
+    std::vector<std::unique_ptr<StarThread<T>>> th;
+    StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads, &pool);
     b.stack = {ring, Np, ring_rows, ocol};
     b.bimage = {bimage_buf, orow, ocol};
     b.tile_r0 = in_r0;
@@ -144,7 +183,7 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         sub.flux = b.flux + k;
         StarOutputs o{out.dcflux + k, out.dcflux_diag + k, out.fdb_res + k, out.fdb_pred + k,
                       out.cchi2 + k, out.kcond0 + k, out.kcond + k, out.kpred + k, out.dnt + k};
-        lpi_stars<T>(sub, o, nthreads);
+        run_stars<T>(sub, o, pool, th);
         k = k2;
     }
 }

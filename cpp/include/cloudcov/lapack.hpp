@@ -18,8 +18,9 @@ struct LapackFns {
                  int* incx) = nullptr;
     void (*gemv)(char* trans, int* m, int* n, W* alpha, W* a, int* lda, W* x, int* incx,
                  W* beta, W* y, int* incy) = nullptr;
+    void (*lacn2)(int* n, W* v, W* x, int* isgn, W* est, int* kase, int* isave) = nullptr;
     bool ready() const {
-        return potrf && potrs && pocon && trcon && trsv && gemv;
+        return potrf && potrs && pocon && trcon && trsv && gemv && lacn2;
     }
 };
 
