@@ -72,7 +72,7 @@ def test_tiling_invariance(example):
     one = cc.process_ccd(*args, thr=1000, max_memory=4 << 30, threads=2)
     many = cc.process_ccd(*args, thr=1000, max_memory=60 << 20, threads=2)
     m1, m2 = one.meta["cloudcov"], many.meta["cloudcov"]
-    assert m1["nstrips"] == 1 and m2["nstrips"] >= 2 and m2["ring_rows"] < m1["ring_rows"]
+    assert m1["nstrips"] == 1 and m2["nstrips"] >= 2
     for name in FLOATS:
         np.testing.assert_allclose(many[name], one[name], rtol=1e-6, atol=1e-6 * np.abs(one[name]).max())
     for name in ("kcond0", "kcond", "kpred", "dnt"):

@@ -1,5 +1,7 @@
 #include "cloudcov/lpi_stars.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -14,6 +16,12 @@
 namespace cloudcov {
 
 namespace {
+
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 // Per-thread storage, allocated once per strip (or lpi_stars call) and reused for every star.
 template <class T>
@@ -133,7 +141,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
 template <class T>
 void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
                idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
-               StarBatch<T> b, const StarOutputs& out, int nthreads) {
+               StarBatch<T> b, const StarOutputs& out, int nthreads, StripStats* stats) {
     const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
     require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
     require(b.wrow >= 1 && b.wcol >= 1, "boxcar widths must be >= 1");
@@ -171,7 +179,9 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         // Advance as far as star k allows (its first row must stay in the ring), then process
         // every star whose stamp is complete.
         const idx target = std::min(orow, std::max<idx>(origin(k), 0) + ring_rows);
+        const double c0 = process_cpu_seconds();
         stream.compute_rows(target);
+        const double c1 = process_cpu_seconds();
         idx k2 = k;
         while (k2 < b.n && origin(k2) + Np <= target) ++k2;
         if (k2 == k) k2 = k + 1;  // its stamp leaves the strip: lpi_stars reports it
@@ -184,6 +194,11 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         StarOutputs o{out.dcflux + k, out.dcflux_diag + k, out.fdb_res + k, out.fdb_pred + k,
                       out.cchi2 + k, out.kcond0 + k, out.kcond + k, out.kpred + k, out.dnt + k};
         run_stars<T>(sub, o, pool, th);
+        if (stats) {
+            stats->stack_cpu_s += c1 - c0;
+            stats->stars_cpu_s += process_cpu_seconds() - c1;
+            ++stats->rounds;
+        }
         k = k2;
     }
 }
@@ -191,8 +206,8 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
 template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);
 template void lpi_stars<double>(const StarBatch<double>&, const StarOutputs&, int);
 template void lpi_strip<float>(const Image<const float>&, idx, idx, idx, idx, idx, float*, idx,
-                               float*, idx, StarBatch<float>, const StarOutputs&, int);
+                               float*, idx, StarBatch<float>, const StarOutputs&, int, StripStats*);
 template void lpi_strip<double>(const Image<const double>&, idx, idx, idx, idx, idx, double*, idx,
-                                double*, idx, StarBatch<double>, const StarOutputs&, int);
+                                double*, idx, StarBatch<double>, const StarOutputs&, int, StripStats*);
 
 }  // namespace cloudcov

@@ -428,14 +428,15 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
     t_prep = time.perf_counter() - t_start
     psfs = _star_psfs(inp)
-    res, strips, t_lpi = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
-                                       guard=guard, flux_floor=flux_floor, progress=progress)
+    res, strips, t_lpi, cpu = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
+                                            guard=guard, flux_floor=flux_floor, progress=progress)
     meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
                 infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
                 n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
-                seconds_total=round(time.perf_counter() - t_start, 3))
+                core_seconds_stack=round(cpu["stack"], 3), core_seconds_stars=round(cpu["stars"], 3),
+                sweep_rounds=cpu["rounds"], seconds_total=round(time.perf_counter() - t_start, 3))
     table = _output_table(inp, res, meta)
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d",
              len(table), len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
@@ -466,8 +467,9 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     with its stack kept in a ring buffer, and the per-star covariance, pixel classes and
     conditioning of the strip's stars (``_core.lpi_strip``).
 
-    Returns the per-star result arrays (float64 floats, NaN where unset), the strips and the
-    seconds spent in the kernel.
+    Returns the per-star result arrays (float64 floats, NaN where unset), the strips, the
+    wall seconds spent in the kernel and its process CPU seconds (all threads) split into the
+    stack sweep and the star batches (``{"stack", "stars", "rounds"}``).
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
     nstar = len(inp.table)
@@ -494,6 +496,7 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         except ImportError:  # pragma: no cover
             pass
     t_lpi = 0.0
+    cpu = dict(stack=0.0, stars=0.0, rounds=0)
     done = np.zeros(nstar, bool)
     for strip in it:
         sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
@@ -512,13 +515,16 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
                                   circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
                                   flux_floor)
         t_lpi += time.perf_counter() - t0
+        cpu["stack"] += out["stack_cpu_s"]
+        cpu["stars"] += out["stars_cpu_s"]
+        cpu["rounds"] += int(out["rounds"])
         for name in res:
             res[name][sel] = out[name]
         done[sel] = True
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
                   sel.size, ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any strip"
-    return res, strips, t_lpi
+    return res, strips, t_lpi, cpu
 
 
 def _output_table(inp, res, meta):

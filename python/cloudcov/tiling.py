@@ -65,7 +65,10 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     Each strip is processed in one sweep down the image (the boxcar running sums are never
     restarted), keeping only ``ring_rows`` boxcar-output rows of the stack in memory. The
     work is about ``nstrips * (rows + widx) * (strip_cols + Np + widy)``, so the fewest strips
-    whose ring holds at least ``Np + 16`` rows are chosen.
+    whose ring holds at least ``Np + 16`` rows are chosen, and the ring holds no more than
+    that (nor than the strip's rows): a larger ring would only lengthen the rounds of the
+    sweep, not reduce its work, so memory is set by what the image needs, ``max_memory`` being
+    the ceiling.
 
     Parameters
     ----------
@@ -115,6 +118,7 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     strips = []
     for i in range(ns):
         oc = int(edges[i + 1] - edges[i]) + Np - 1
-        ring = int(min(out_rows, _ring_rows(max_memory, oc, Np, itemsize)))
+        # More rows than `want` would only make the sweep's rounds longer, not its work less.
+        ring = int(min(want, _ring_rows(max_memory, oc, Np, itemsize)))
         strips.append(Strip(int(edges[i]), int(edges[i + 1]), ring))
     return strips
