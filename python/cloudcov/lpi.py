@@ -436,7 +436,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 core_seconds_stack=round(cpu["stack"], 3), core_seconds_stars=round(cpu["stars"], 3),
-                sweep_rounds=cpu["rounds"], seconds_total=round(time.perf_counter() - t_start, 3))
+                sweep_rounds=cpu["rounds"], ring_bytes=cpu["ring_bytes"], seconds_total=round(time.perf_counter() - t_start, 3))
     table = _output_table(inp, res, meta)
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d",
              len(table), len(strips), t_lpi, meta["n_guard"], meta["n_unstable"])
@@ -496,7 +496,7 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         except ImportError:  # pragma: no cover
             pass
     t_lpi = 0.0
-    cpu = dict(stack=0.0, stars=0.0, rounds=0)
+    cpu = dict(stack=0.0, stars=0.0, rounds=0, ring_bytes=int(ring_buf.nbytes))
     done = np.zeros(nstar, bool)
     for strip in it:
         sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
