@@ -173,6 +173,7 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     // while each column is in cache.
     double* colsum = s.colsum.data();
     if (check_rcond) std::fill(colsum, colsum + kc, 0.0);
+    int hp = 0;   // first hidden position whose pixel follows the current good pixel
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         if (a + 2 < n) src.prefetch(a + 2 < kc ? st.good[a + 2] : st.hidden[a + 2 - kc]);
@@ -180,7 +181,13 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
         col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
         if (a + 1 < kc)
             src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1, s.run_good.data() + a + 1);
-        const int h0 = a < kc ? 0 : a - kc + 1;
+        // Good column: only the hidden pixels after i here (they are read from pixel i's stack
+        // entries); those before i are filled below, row by row from their own entries.
+        int h0 = a - kc + 1;
+        if (a < kc) {
+            while (hp < kp && st.hidden[hp] < i) ++hp;
+            h0 = hp;
+        }
         if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0, s.run_hidden.data() + h0);
         if (check_rcond && a < kc) {
             double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};   // independent partial sums
@@ -199,6 +206,17 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
             colsum[a] += std::abs(static_cast<double>(col[a])) + ((part[0] + part[1]) + (part[2] + part[3])) +
                          ((part[4] + part[5]) + (part[6] + part[7]));
         }
+    }
+    // C(good i, hidden j) for j < i: row kc + h of the good columns after pixel j, gathered
+    // from pixel j's contiguous stack entries (the same values fill(i, {j}) gives).
+    for (int h = 0, g0 = 0; h < kp; ++h) {
+        const int j = st.hidden[h];
+        while (g0 < kc && st.good[g0] < j) ++g0;
+        if (h + 1 < kp) src.prefetch(st.hidden[h + 1]);
+        if (g0 < kc)
+            src.fill_transposed(j, st.good.data() + g0, kc - g0,
+                                A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
+                                s.run_good.data() + g0);
     }
     const double anorm = check_rcond ? *std::max_element(colsum, colsum + kc) : 0.0;
     L.potrf(&Lc, &n, A, &n, &info);
@@ -329,6 +347,11 @@ struct MatrixCov {
     template <class W>
     void fill(int i, const int* js, int m, W* out, const int* = nullptr) const {
         for (int b = 0; b < m; ++b) out[b] = static_cast<W>(cov[static_cast<idx>(i) * n + js[b]]);
+    }
+    template <class W>
+    void fill_transposed(int j, const int* is, int m, W* out, size_t stride, const int*) const {
+        for (int b = 0; b < m; ++b)
+            out[b * stride] = static_cast<W>(cov[static_cast<idx>(is[b]) * n + j]);
     }
     double mean(idx i) const { return static_cast<double>(mu[i]); }
     void prefetch(idx) const {}

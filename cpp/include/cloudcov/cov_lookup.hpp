@@ -107,6 +107,30 @@ struct StackCov {
         }
     }
 
+    // out[b * stride] = C(is[b], j) for pixels is[b] > j, the value fill(is[b], {j}) gives,
+    // read from pixel j's stack entries (contiguous along runs, see fill).
+    template <class W>
+    void fill_transposed(int j, const int* is, int n, W* out, size_t stride,
+                         const int* run_len) const {
+        if (julia_compat) {
+            for (int b = 0; b < n; ++b) out[b * stride] = static_cast<W>(value(is[b], j));
+            return;
+        }
+        const T* bj = base[j];
+        const double dj = bd[j];
+        const double a = a_, c = c_;
+        int b = 0;
+        while (b < n) {
+            const int e = std::min(b + run_len[b], n);
+            const T* __restrict src = bj + key[is[b]];
+            const double* __restrict bi = bd.data() + is[b];
+            for (int t = 0; t < e - b; ++t)
+                out[(b + t) * stride] =
+                    static_cast<W>(a * static_cast<double>(src[t]) - (c * bi[t]) * dj);
+            b = e;
+        }
+    }
+
     // CloudCovErr.jl computes mean products and the difference in the working precision
     // T and rescales by N/(N-1) in double; the default does all of it in double.
     double combine(T S, T bi, T bj) const {
