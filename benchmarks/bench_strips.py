@@ -22,7 +22,7 @@ from _provenance import load_note, provenance  # noqa: E402
 
 from cloudcov.tiling import plan_strips  # noqa: E402
 
-BUDGETS_MIB = [900, 768, 330, 230, 150]
+BUDGETS_MIB = [900, 768, 230]
 
 
 def main():

@@ -112,7 +112,8 @@ class PreparedCCD:
 class _Inputs:
     """Validated, normalised inputs of :func:`process_ccd` / :func:`prepare_ccd` (``_setup``).
 
-    Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
+    Images are float32 or float64 and C-contiguous (the caller's arrays when already so, other
+    dtypes converted to float64; never modified);
     ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
     coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype.
     """
@@ -139,7 +140,7 @@ class _Inputs:
 
 def _residual(inp):
     """Step 1: residual ``model - image`` (CloudCovErr.jl sign, paper footnote 2), float64."""
-    return inp.model - inp.image
+    return np.subtract(inp.model, inp.image, dtype=np.float64)
 
 
 def _masks(inp, resid):
@@ -185,6 +186,7 @@ def _prepare(inp, seed, sky_noise, julia_compat):
     resid = _residual(inp)
     nonfin = _masks(inp, resid)
     resid_t, inf = _prelim(inp, resid, nonfin, julia_compat)
+    del resid, nonfin   # the float64 residual is not needed any more (peak memory)
     ri = np.rint(inp.row).astype(np.int64)
     ci = np.rint(inp.col).astype(np.int64)
     pr, pc = _padding(inp, ri, ci)
@@ -192,10 +194,13 @@ def _prepare(inp, seed, sky_noise, julia_compat):
     in_image = np.pad(inf.image, pad, mode="reflect")
     in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
     in_bad = np.pad(inp.bad, pad, mode="constant", constant_values=True)
-    in_stars = np.ascontiguousarray(np.pad((np.abs(inp.model - inp.sky) / inp.gain).astype(inp.dt),
-                                           pad, mode="reflect"))
+    stars = np.subtract(inp.model, inp.sky, dtype=np.float64)   # one float64 temporary
+    np.abs(stars, out=stars)
+    stars /= inp.gain
+    in_stars = np.ascontiguousarray(np.pad(stars.astype(inp.dt), pad, mode="reflect"))
+    del stars
     if sky_noise:   # step 4: Poisson noise on infilled (and padding) pixels, eq. 7
-        in_sky = np.pad(inp.sky, pad, mode="reflect")
+        in_sky = np.pad(inp.sky.astype(np.float64, copy=False), pad, mode="reflect")
         in_image = add_sky_noise(in_image, in_bad, in_sky, inp.gain, rng=seed)
         del in_sky
     in_image = np.ascontiguousarray(in_image, dtype=inp.dt)
@@ -207,9 +212,12 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
            dtype, threads, convention):
     """Validate and normalise the inputs of process_ccd / prepare_ccd into an :class:`_Inputs`."""
     dt = as_dtype("dtype", dtype)
-    image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
-    model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
-    sky = as_image("sky", sky, dtype=np.float64, allow_nonfinite=True)
+    # float32 and float64 inputs are used as given (no float64 copies: the steps that need
+    # float64 arithmetic ask for it per operation, which gives the same values); other dtypes
+    # are converted to float64.
+    image = as_image("image", image, copy_ok=True, allow_nonfinite=True)
+    model = as_image("model", model, copy_ok=True, allow_nonfinite=True)
+    sky = as_image("sky", sky, copy_ok=True, allow_nonfinite=True)
     same_shape("image", image, model=model, sky=sky)
     if dq is not None:
         if not isinstance(dq, np.ndarray):
