@@ -88,17 +88,33 @@ def make_cutout(ccd="N6"):
     return im, model, sky, tab, stamp, gain, dq.astype(np.int16)
 
 
+def peak_rss_gib():
+    """Peak resident memory of this process (GiB): VmHWM of /proc/self/status on Linux.
+
+    Not ru_maxrss: Linux carries the parent's high-water mark at fork across exec into
+    ru_maxrss, so a fresh child would report at least the parent's memory.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def child(tmp, threads):
     """Run one CCD from tmp/ccd.npz; print JSON (cpu, wall, rss, meta); write tmp/out.fits."""
     d = np.load(pathlib.Path(tmp) / "ccd.npz")
     cat = Table({"x": d["x"], "y": d["y"], "flux": d["flux"]})
     args = (d["image"], d["model"], d["sky"], cat, d["psf"], float(d["gain"]), d["dq"])
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss0 = peak_rss_gib()
     c0, w0 = cpu_seconds(), time.perf_counter()
     kw = {} if int(d["max_memory"]) < 0 else dict(max_memory=int(d["max_memory"]))
     out = cc.process_ccd(*args, threads=threads, seed=1, **kw)
     c1, w1 = cpu_seconds(), time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss = peak_rss_gib()
     meta = out.meta.pop("cloudcov")
     cc.io.write_fits_table(out, pathlib.Path(tmp) / "out.fits")
     print(json.dumps(dict(cpu=c1 - c0, wall=w1 - w0, rss=rss, rss_inputs=rss0, meta=meta)))
