@@ -13,7 +13,8 @@ def provenance():
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!benchmarks/results"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         sha += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):

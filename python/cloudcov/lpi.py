@@ -368,7 +368,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     widx, widy : int, optional
         Odd boxcar widths along rows / columns for the covariance samples (default 129).
     max_memory : int, optional
-        Bytes allowed for the shifted-product stack's ring buffer (default 768 MiB); it sets the
+        Bytes allowed for the shifted-product stack's ring buffer (default 256 MiB); it sets the
         number of strips and ring rows (:func:`cloudcov.tiling.plan_strips`). Results do not
         depend on it beyond float round-off (< 1e-6 relative).
     dtype : {"float32", "float64"}, optional
@@ -433,14 +433,16 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         out.meta.update(cloudcov=meta)
         return out
     prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
-    inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
+    inp = replace(inp, image=None, model=None, sky=None)   # drop our references before the stack
+    infill_stats = dict(infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
+                        n_masked=int(prep.mask.sum()))
+    prep = replace(prep, infill=None, mask=None)   # the sweep needs neither (peak memory)
     t_prep = time.perf_counter() - t_start
     psfs = _star_psfs(inp)
     res, strips, t_lpi, cpu = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
                                             guard=guard, flux_floor=flux_floor, progress=progress)
     meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
-                infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
-                n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                **infill_stats, n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 core_seconds_stack=round(cpu["stack"], 3), core_seconds_stars=round(cpu["stars"], 3),

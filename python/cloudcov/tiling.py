@@ -11,9 +11,12 @@ from ._validate import as_dtype, as_int, as_Np
 
 __all__ = ["Strip", "stack_bytes", "plan_strips", "DEFAULT_MAX_MEMORY"]
 
-#: Default budget for the stack (bytes): 768 MiB, leaving room for the image arrays, the
-#: strip's float64 copy and running sums of a DECam CCD within the 1.5 GB per-CCD target.
-DEFAULT_MAX_MEMORY = 768 << 20
+#: Default ceiling for the stack ring buffer (bytes): 256 MiB. A ring of Np + 16 rows is
+#: all a sweep needs, so the budget only sets the strip width; on a DECam CCD it gives 4 strips
+#: of 544 boxcar-output columns, whose running sums (306 KiB per shift row) and staging row
+#: stay in a core's L2 cache: the stack costs no more than with 2 strips (measured in situ,
+#: benchmarks/results/bench_strips.txt) and the ring is 0.21 GiB instead of 0.41 GiB.
+DEFAULT_MAX_MEMORY = 256 << 20
 
 
 def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
@@ -79,7 +82,7 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     widx, widy : int, optional
         Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
     max_memory : int, optional
-        Bytes allowed for a strip's stack ring buffer (default 768 MiB).
+        Bytes allowed for a strip's stack ring buffer (default 256 MiB).
     dtype : str or numpy dtype, optional
         Stack dtype (default float32).
 
