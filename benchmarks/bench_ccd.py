@@ -26,13 +26,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from scipy.signal import fftconvolve
+from threadpoolctl import threadpool_limits
 
 import cloudcov as cc
-from cloudcov._provenance import provenance
 from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
+from _provenance import load_note, provenance  # noqa: E402
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -42,9 +43,11 @@ def cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def make_ccd(nstar, seed):
+def make_ccd(nstar, seed, shape=None):
     rng = np.random.default_rng(seed)
     dq = fits.getdata(REAL / "c4d_170119_085651_ood_r_v1.fits.fz", extname="S6").astype(np.int16)
+    if shape is not None:   # a corner of the CCD (cost-model sweeps)
+        dq = np.ascontiguousarray(dq[:shape[0], :shape[1]])
     psf = fits.getdata(REAL / "psf_r.fits.gz").astype(np.float64)
     psf /= psf.sum()
     shape = dq.shape
@@ -61,16 +64,57 @@ def make_ccd(nstar, seed):
     return image, model.astype(np.float32), sky.astype(np.float32), cat, psf, gain, dq
 
 
+def make_flat(shape=(768, 768), nstar=300, seed=20221121):
+    """The synthetic flat field of tests/test_lpi.py (flat 800 ADU sky, Poisson noise, Gaussian PSF)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from test_lpi import synthetic_ccd
+    image, model, sky, cat, psf, gain = synthetic_ccd(np.random.default_rng(seed), shape=shape, n=nstar)
+    return (image.astype(np.float32), model.astype(np.float32), sky.astype(np.float32), cat, psf,
+            gain, np.zeros(shape, np.int16))
+
+
+def make_cutout(ccd="N6"):
+    """A real DECam CP cutout with its real crowdsource fit (tests/_survey_files.py)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from _survey_files import CUTOUTS, _fit, _read
+    pattern = CUTOUTS[ccd][0]
+    im, ivar, dq = (_read(REAL / pattern.format(kind=k), ccd)[0] for k in ("ooi", "oow", "ood"))
+    im = im.astype("f4")
+    cat, model, sky, psf, wt = _fit(im, ivar.astype("f4"), dq)
+    gain = float(np.nanmedian((im * wt**2)[wt > 0]))
+    stamp = psf(im.shape[0] // 2, im.shape[1] // 2, stampsz=63).astype(np.float64)
+    tab = Table({"x": np.asarray(cat["x"], float), "y": np.asarray(cat["y"], float),
+                 "flux": np.asarray(cat["flux"], float)})
+    return im, model, sky, tab, stamp, gain, dq.astype(np.int16)
+
+
+def peak_rss_gib():
+    """Peak resident memory of this process (GiB): VmHWM of /proc/self/status on Linux.
+
+    Not ru_maxrss: Linux carries the parent's high-water mark at fork across exec into
+    ru_maxrss, so a fresh child would report at least the parent's memory.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def child(tmp, threads):
     """Run one CCD from tmp/ccd.npz; print JSON (cpu, wall, rss, meta); write tmp/out.fits."""
     d = np.load(pathlib.Path(tmp) / "ccd.npz")
     cat = Table({"x": d["x"], "y": d["y"], "flux": d["flux"]})
-    args = (d["image"], d["model"], d["sky"], cat, d["psf"], 4.0, d["dq"])
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    args = (d["image"], d["model"], d["sky"], cat, d["psf"], float(d["gain"]), d["dq"])
+    rss0 = peak_rss_gib()
     c0, w0 = cpu_seconds(), time.perf_counter()
-    out = cc.process_ccd(*args, threads=threads, seed=1)
+    kw = {} if int(d["max_memory"]) < 0 else dict(max_memory=int(d["max_memory"]))
+    out = cc.process_ccd(*args, threads=threads, seed=1, **kw)
     c1, w1 = cpu_seconds(), time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss = peak_rss_gib()
     meta = out.meta.pop("cloudcov")
     cc.io.write_fits_table(out, pathlib.Path(tmp) / "out.fits")
     print(json.dumps(dict(cpu=c1 - c0, wall=w1 - w0, rss=rss, rss_inputs=rss0, meta=meta)))
@@ -81,9 +125,16 @@ def main(argv=None):
         child(sys.argv[2], int(sys.argv[4]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nstar", type=int, default=10000)
+    ap.add_argument("--nstar", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--field", choices=("decam", "flat", "N6"), default="decam",
+                    help="decam: 4094 x 2046 synthetic CCD with the real S6 mask and PSF (default); "
+                         "flat: the 768 x 768 flat field (--nstar default 300); N6: the real 375 x 280 "
+                         "DECam cutout with its crowdsource fit")
+    ap.add_argument("--shape", type=int, nargs=2, default=None, help="rows cols of the decam field")
+    ap.add_argument("--max-memory", type=int, default=None, help="stack budget (bytes)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the numpy reference")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_ccd.txt"))
     args = ap.parse_args(argv)
     lines = []
@@ -93,17 +144,25 @@ def main(argv=None):
         lines.append(s)
 
     t0 = time.perf_counter()
-    image, model, sky, cat, psf, gain, dq = make_ccd(args.nstar, args.seed)
-    say(f"cloudcov {cc.__version__} end-to-end CCD benchmark; simd={_core.simd_level()}; "
-        f"{platform.machine()}; python {platform.python_version()}")
-    say(f"provenance: {json.dumps(provenance(), sort_keys=True)}")
-    say(f"synthetic DECam CCD {image.shape[0]}x{image.shape[1]}, {len(cat)} stars, real S6 dq mask "
-        f"({np.mean(dq != 0) * 100:.1f}% flagged), real psf_r (511x511); built in "
-        f"{time.perf_counter() - t0:.1f} s")
+    if args.field == "decam":
+        image, model, sky, cat, psf, gain, dq = make_ccd(args.nstar or 10000, args.seed, args.shape)
+        desc = (f"synthetic DECam CCD {image.shape[0]}x{image.shape[1]}, {len(cat)} stars, real S6 dq "
+                f"mask ({np.mean(dq != 0) * 100:.1f}% flagged), real psf_r (511x511)")
+    elif args.field == "flat":
+        image, model, sky, cat, psf, gain, dq = make_flat(nstar=args.nstar or 300)
+        desc = (f"synthetic flat field {image.shape[0]}x{image.shape[1]}, {len(cat)} stars (flat 800 ADU "
+                f"sky + Poisson noise, Gaussian PSF)")
+    else:
+        image, model, sky, cat, psf, gain, dq = make_cutout("N6")
+        desc = f"real DECam CP cutout N6 {image.shape[0]}x{image.shape[1]}, {len(cat)} crowdsource stars"
+    say(f"{provenance()}; end-to-end CCD benchmark; simd={_core.simd_level()}; "
+        f"{platform.machine()}; python {platform.python_version()}; {load_note()} (run nice'd)")
+    say(f"{desc}; built in {time.perf_counter() - t0:.1f} s")
     # The CCD runs in a fresh process (inputs loaded from a file), so that its peak RSS is
     # what one process_ccd call needs, not the synthetic build's.
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(pathlib.Path(tmp) / "ccd.npz", image=image, model=model, sky=sky, psf=psf, dq=dq,
+                 gain=gain, max_memory=-1 if args.max_memory is None else args.max_memory,
                  x=np.asarray(cat["x"]), y=np.asarray(cat["y"]), flux=np.asarray(cat["flux"]))
         res = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True)
@@ -118,43 +177,58 @@ def main(argv=None):
         f"(prep {m['seconds_prep']:.1f} s wall, stack + stars {m['seconds_lpi']:.1f} s wall), "
         f"{m['nstrips']} strip(s) with a {m['ring_rows']}-row stack ring")
     say(f"  => {core_s:.1f} core-s per CCD, {core_s / nst * 1e3:.2f} core-ms per star (all stages)")
+    say(f"  measured inside process_ccd: stack sweep {m['core_seconds_stack']:.1f} core-s (target <= 8), "
+        f"star batches {m['core_seconds_stars']:.1f} core-s ({m['core_seconds_stars'] / nst * 1e3:.2f} "
+        f"core-ms/star), {m['sweep_rounds']} sweep rounds; rest (prep, PSF stamps, output) "
+        f"{core_s - m['core_seconds_stack'] - m['core_seconds_stars']:.1f} core-s")
     say(f"  dnt: {int(np.sum(dnt == 0))} zero; bit counts " +
         ", ".join(f"{b}:{int(np.sum(dnt & b != 0))}" for b in (1, 2, 4, 8, 16, 32, 64)))
     ok = (dnt & 64) == 0
     say(f"  median dcflux/dcflux_diag {np.median(out['dcflux'][ok] / out['dcflux_diag'][ok]):.3f}; "
         f"median |cflux-flux|/dcflux {np.median(np.abs(out['cflux'][ok] - out['flux'][ok]) / out['dcflux'][ok]):.2f}")
     say(f"  peak RSS of the CCD process {rss:.2f} GiB (after loading its inputs: {rss0:.2f} GiB); "
-        f"stack budget {m['max_memory'] / 2**30:.2f} GiB; target <= 1.5 GB per CCD")
+        f"stack budget {m['max_memory'] / 2**30:.2f} GiB, ring {m['ring_rows']} rows = "
+        f"{m['ring_bytes'] / 2**30:.2f} GiB; target <= 1.0 GB per full CCD")
+    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips']))}")
+    if args.no_reference:
+        return _write(lines, args.out)
 
     # numpy reference on a subset, scaled to the same CCD
-    Np, w = 33, 129
-    side = 472
-    x = (np.random.default_rng(0).standard_normal((side, side)) * 20).astype(np.float32)
-    sub = ref.all_shifts(Np)[::53]
-    t = time.perf_counter()
-    b, s = ref.shift_stack_numpy(x, Np, w, w, sub)
-    # numpy's cost per shift scales with the input area; give it the same strips as cloudcov
-    # (one cumulative-sum pass per strip and shift, no tile overlaps)
-    per_px = (time.perf_counter() - t) / len(sub) * _core.n_slots(Np) / (side * side)
-    strips = cc.tiling.plan_strips((0, image.shape[0]), (0, image.shape[1]), Np, w, w)
-    np_stack = per_px * sum((image.shape[0] + Np - 1 + w) * (st.col1 - st.col0 + Np - 1 + w)
-                            for st in strips)
-    g = ref.StarGather(Np)
-    bfull, sfull = cc.shift_stack(x, Np, w, w)
-    pc = cc.pixel_classes(np.zeros((Np, Np), bool), psf[255 - 16:255 + 17, 255 - 16:255 + 17], 3e4)
-    t = time.perf_counter()
-    nref = 8
-    for k in range(nref):
-        cov, mu = g.cov(bfull, sfull, 100 + k, 120, w * w)
-        ref.condition_numpy(cov, mu, pc.good.ravel(), pc.hidden.ravel(), np.zeros(Np * Np),
-                            np.zeros(Np * Np), pc.psf.ravel())
-    np_star = (time.perf_counter() - t) / nref
+    with threadpool_limits(1):   # core-seconds, single-threaded BLAS like cloudcov's
+        Np, w = 33, 129
+        side = 472
+        x = (np.random.default_rng(0).standard_normal((side, side)) * 20).astype(np.float32)
+        sub = ref.all_shifts(Np)[::53]
+        t = time.process_time()
+        b, s = ref.shift_stack_numpy(x, Np, w, w, sub)
+        # numpy's cost per shift scales with the input area; give it the same strips as cloudcov
+        # (one cumulative-sum pass per strip and shift, no tile overlaps)
+        per_px = (time.process_time() - t) / len(sub) * _core.n_slots(Np) / (side * side)
+        strips = cc.tiling.plan_strips((0, image.shape[0]), (0, image.shape[1]), Np, w, w)
+        np_stack = per_px * sum((image.shape[0] + Np - 1 + w) * (st.col1 - st.col0 + Np - 1 + w)
+                                for st in strips)
+        g = ref.StarGather(Np)
+        bfull, sfull = cc.shift_stack(x, Np, w, w)
+        pc0 = psf.shape[0] // 2
+        fmed = float(np.median(cat["flux"]))   # a star of the field's median flux
+        pc = cc.pixel_classes(np.zeros((Np, Np), bool), psf[pc0 - 16:pc0 + 17, pc0 - 16:pc0 + 17], fmed)
+        t = time.process_time()
+        nref = 8
+        for k in range(nref):
+            cov, mu = g.cov(bfull, sfull, 100 + k, 120, w * w)
+            ref.condition_numpy(cov, mu, pc.good.ravel(), pc.hidden.ravel(), np.zeros(Np * Np),
+                                np.zeros(Np * Np), pc.psf.ravel())
+        np_star = (time.process_time() - t) / nref
     np_total = np_stack + np_star * nst
     say(f"numpy/scipy reference (same process; stack from {len(sub)} shifts on one tile scaled to "
         f"the same strips, "
-        f"{nref} stars): {np_stack:.0f} s stack + {np_star * 1e3:.1f} ms/star -> {np_total:.0f} core-s "
+        f"{nref} stars of the median flux {fmed:.0f} ADU; process CPU time): {np_stack:.0f} s stack + {np_star * 1e3:.1f} ms/star -> {np_total:.0f} core-s "
         f"per CCD; cloudcov end-to-end speed ratio x{np_total / core_s:.1f} (target >= 20)")
-    path = pathlib.Path(args.out)
+    return _write(lines, args.out)
+
+
+def _write(lines, out):
+    path = pathlib.Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print(f"written to {path}")

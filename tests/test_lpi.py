@@ -72,7 +72,7 @@ def test_tiling_invariance(example):
     one = cc.process_ccd(*args, thr=1000, max_memory=4 << 30, threads=2)
     many = cc.process_ccd(*args, thr=1000, max_memory=60 << 20, threads=2)
     m1, m2 = one.meta["cloudcov"], many.meta["cloudcov"]
-    assert m1["nstrips"] == 1 and m2["nstrips"] >= 2 and m2["ring_rows"] < m1["ring_rows"]
+    assert m1["nstrips"] == 1 and m2["nstrips"] >= 2
     for name in FLOATS:
         np.testing.assert_allclose(many[name], one[name], rtol=1e-6, atol=1e-6 * np.abs(one[name]).max())
     for name in ("kcond0", "kcond", "kpred", "dnt"):
@@ -205,8 +205,25 @@ def test_float32_matches_float64_on_real_example(example, example_out):
     o32 = example_out
     kept = (np.asarray(o32["dnt"]) & 4) == 0
     assert kept.sum() >= 40
-    np.testing.assert_allclose(o32["dcflux"][kept], o64["dcflux"][kept], rtol=1e-4)
+    np.testing.assert_allclose(o32["dcflux"][kept], o64["dcflux"][kept], rtol=1e-5)
     assert np.max(np.abs(o32["cflux"] - o64["cflux"]) / o64["dcflux"]) < 1e-3
+
+
+def test_guard_rare_and_float32_accurate_on_flat_field():
+    """Flat sky + Poisson noise with PSF stars (a quarter of the 768 x 768 / 300-star field of
+    benchmarks/bench_guard.py): the condition guard re-solves <= 5% of the stars in float64,
+    and the float32 solves it accepts agree with float64 to 1e-3 sigma in cflux and 1e-5
+    relative in dcflux."""
+    image, model, sky, cat, psf, gain = synthetic_ccd(np.random.default_rng(7), shape=(384, 384), n=75)
+    args = (image, model, sky, cat, psf, gain)
+    o32 = cc.process_ccd(*args, threads=2)
+    o64 = cc.process_ccd(*args, threads=2, dtype="float64")
+    dnt = np.asarray(o32["dnt"]).astype(int)
+    assert np.mean(dnt & 4 != 0) <= 0.05
+    kept = (dnt & 68) == 0
+    assert kept.sum() >= 60
+    np.testing.assert_allclose(o32["dcflux"][kept], o64["dcflux"][kept], rtol=1e-5)
+    assert np.max(np.abs(o32["cflux"][kept] - o64["cflux"][kept]) / o64["dcflux"][kept]) < 1e-3
 
 
 def test_flux_floor_scales_with_units(rng):

@@ -357,13 +357,18 @@ py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, id
                       "image and resid must have the same shape");
     OutArrays o(b.n);
     auto ov = o.view();
+    cloudcov::StripStats stats;
     {
         py::gil_scoped_release nogil;  // all inputs are raw buffers owned by live arrays
         cloudcov::lpi_strip<T>(im, in_r0, in_r1, in_c0, in_c1, ring_rows, rp,
                                static_cast<idx>(ring.size()), bp, static_cast<idx>(bimage_buf.size()),
-                               b, ov, nthreads);
+                               b, ov, nthreads, &stats);
     }
-    return o.dict();
+    py::dict d = o.dict();
+    d["stack_cpu_s"] = stats.stack_cpu_s;
+    d["stars_cpu_s"] = stats.stars_cpu_s;
+    d["rounds"] = stats.rounds;
+    return d;
 }
 
 py::dict lpi_strip(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
@@ -544,10 +549,8 @@ void load_lapack() {
     load_fn(t.d.potrf, lap, "dpotrf");
     load_fn(t.s.potrs, lap, "spotrs");
     load_fn(t.d.potrs, lap, "dpotrs");
-    load_fn(t.s.pocon, lap, "spocon");
-    load_fn(t.d.pocon, lap, "dpocon");
-    load_fn(t.s.trcon, lap, "strcon");
-    load_fn(t.d.trcon, lap, "dtrcon");
+    load_fn(t.s.lacn2, lap, "slacn2");
+    load_fn(t.d.lacn2, lap, "dlacn2");
     load_fn(t.s.trsv, blas, "strsv");
     load_fn(t.d.trsv, blas, "dtrsv");
     load_fn(t.s.gemv, blas, "sgemv");

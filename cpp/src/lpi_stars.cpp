@@ -1,6 +1,9 @@
 #include "cloudcov/lpi_stars.hpp"
 
+#include <time.h>
+
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,11 +15,33 @@
 
 namespace cloudcov {
 
+namespace {
+
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Per-thread storage, allocated once per strip (or lpi_stars call) and reused for every star.
 template <class T>
-void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
-    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+struct StarThread {
+    Workspace ws;
+    std::vector<double> data, stars, psf;
+    std::vector<std::uint8_t> kmasked, not_good, hidden;
+    StarStamp st;
+    StackCov<T> sc;
+    explicit StarThread(idx npix)
+        : data(npix), stars(npix), psf(npix), kmasked(npix), not_good(npix), hidden(npix) {
+        st.good.reserve(npix);
+        st.hidden.reserve(npix);
+    }
+};
+
+template <class T>
+void check_stamps(const StarBatch<T>& b) {
+    const idx Np = b.Np, h = (Np - 1) / 2;
     const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
-    // Check every stamp before starting threads.
     // Overflow-safe: with R near INT64_MAX, R + h and r0 + Np used to wrap and pass.
     for (idx k = 0; k < b.n; ++k) {
         const idx R = b.rows[k], C = b.cols[k];
@@ -31,102 +56,117 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
                                         std::to_string(R) + ", " + std::to_string(C) +
                                         "): its stamp leaves the padded image or the tile");
     }
-    const Lapack& lp = lapack_table();
-    // one workspace per thread that has a star to work on
-    const int nt = static_cast<int>(std::min<idx>(resolve_threads(nthreads), std::max<idx>(b.n, 1)));
-    struct Thread {
-        Workspace ws;
-        std::vector<double> data, stars, psf;
-        std::vector<std::uint8_t> kmasked, not_good, hidden;
-    };
-    std::vector<Thread> th(static_cast<size_t>(nt));
-    for (auto& t : th) {
-        t.data.resize(npix);
-        t.stars.resize(npix);
-        t.psf.resize(npix);
-        t.kmasked.resize(npix);
-        t.not_good.resize(npix);
-        t.hidden.resize(npix);
+}
+
+template <class T>
+void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, StarThread<T>& t,
+              const Lapack& lp) {
+    const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+    const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
+    const idx R = b.rows[k], C = b.cols[k];
+    for (idx pr = 0; pr < Np; ++pr) {
+        const T* rs = b.resid.row(R - h + pr) + (C - h);
+        const T* ss = b.stars.row(R - h + pr) + (C - h);
+        const std::uint8_t* bs = b.bad.row(R - h + pr) + (C - h);
+        for (idx pc = 0; pc < Np; ++pc) {
+            const idx i = pr * Np + pc;
+            t.data[i] = static_cast<double>(rs[pc]);
+            t.stars[i] = static_cast<double>(ss[pc]);
+            t.kmasked[i] = bs[pc] != 0;
+        }
     }
-    parallel_for(b.n, nt, [&](std::int64_t k, int tid) {
-        Thread& t = th[static_cast<size_t>(tid)];
-        const idx R = b.rows[k], C = b.cols[k];
-        for (idx pr = 0; pr < Np; ++pr)
-            for (idx pc = 0; pc < Np; ++pc) {
-                const idx i = pr * Np + pc;
-                t.data[i] = static_cast<double>(b.resid(R - h + pr, C - h + pc));
-                t.stars[i] = static_cast<double>(b.stars(R - h + pr, C - h + pc));
-                t.kmasked[i] = b.bad(R - h + pr, C - h + pc) != 0;
-                t.psf[i] = b.given_hidden ? 1.0 : static_cast<double>(b.psf[k * npix + i]);
-            }
-        PixelCounts pc;
-        if (b.given_hidden) {
-            const std::uint8_t* gh = b.given_hidden + k * npix;
-            pc = PixelCounts{};
-            for (idx i = 0; i < npix; ++i) {
-                t.hidden[i] = gh[i] != 0;
-                t.not_good[i] = t.kmasked[i] || t.hidden[i] || (b.circmask && b.circmask[i]);
-                pc.kpred += t.hidden[i];
-                pc.kcond0 += !t.not_good[i];
-            }
-            pc.kcond = pc.kcond0;
-        } else {
-            pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask, b.flux[k],
-                                       b.thr, Np, t.not_good.data(), t.hidden.data(),
-                                       b.flux_floor);
-        }
-        StarStamp st;
-        st.Np = Np;
-        st.data = t.data.data();
-        st.stars = t.stars.data();
-        st.psf = t.psf.data();
-        st.good.reserve(npix);
-        st.hidden.reserve(npix);
+    PixelCounts pc;
+    if (b.given_hidden) {   // imputation: the hidden set is given, no PSF
+        const std::uint8_t* gh = b.given_hidden + k * npix;
         for (idx i = 0; i < npix; ++i) {
-            if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
-            if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
+            t.psf[i] = 1.0;
+            t.hidden[i] = gh[i] != 0;
+            t.not_good[i] = t.kmasked[i] || t.hidden[i] || (b.circmask && b.circmask[i]);
+            pc.kpred += t.hidden[i];
+            pc.kcond0 += !t.not_good[i];
         }
-        StackCov<T> sc;
-        sc.stack = b.stack;
-        sc.bimage = b.bimage;
-        sc.Np = Np;
-        sc.r0 = R - h - b.tile_r0 - drow;
-        sc.c0 = C - h - b.tile_c0 - dcol;
-        sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
-        sc.julia_compat = b.julia_compat;
-        sc.prepare();
-        CondOptions opt = b.opt;
-        opt.keep_prediction = b.xbar_out != nullptr;
-        CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
-        if (b.xbar_out && !(r.dnt & DNT_UNSTABLE) && r.xbar.size() == st.hidden.size()) {
-            std::copy(r.xbar.begin(), r.xbar.end(), b.xbar_out + b.xbar_offset[k]);
-            std::copy(r.pcov.begin(), r.pcov.end(), b.pcov_out + b.pcov_offset[k]);
-        }
-        out.dcflux[k] = r.dcflux;
-        out.dcflux_diag[k] = r.dcflux_diag;
-        out.fdb_res[k] = r.fdb_res;
-        out.fdb_pred[k] = r.fdb_pred;
-        out.cchi2[k] = r.cchi2;
-        out.kcond0[k] = pc.kcond0;
-        out.kcond[k] = pc.kcond;
-        out.kpred[k] = pc.kpred;
-        out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
+        pc.kcond = pc.kcond0;
+    } else {
+        for (idx i = 0; i < npix; ++i) t.psf[i] = static_cast<double>(b.psf[k * npix + i]);
+        pc = pixel_classes<double>(t.kmasked.data(), t.psf.data(), b.circmask, b.flux[k], b.thr,
+                                   Np, t.not_good.data(), t.hidden.data(), b.flux_floor);
+    }
+    StarStamp& st = t.st;
+    st.Np = Np;
+    st.data = t.data.data();
+    st.stars = t.stars.data();
+    st.psf = t.psf.data();
+    st.good.clear();
+    st.hidden.clear();
+    for (idx i = 0; i < npix; ++i) {
+        if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
+        if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
+    }
+    StackCov<T>& sc = t.sc;
+    sc.stack = b.stack;
+    sc.bimage = b.bimage;
+    sc.Np = Np;
+    sc.r0 = R - h - b.tile_r0 - drow;
+    sc.c0 = C - h - b.tile_c0 - dcol;
+    sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
+    sc.julia_compat = b.julia_compat;
+    sc.prepare();
+    CondOptions opt = b.opt;
+    opt.keep_prediction = b.xbar_out != nullptr;
+    CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
+    if (b.xbar_out && !(r.dnt & DNT_UNSTABLE) && r.xbar.size() == st.hidden.size()) {
+        std::copy(r.xbar.begin(), r.xbar.end(), b.xbar_out + b.xbar_offset[k]);
+        std::copy(r.pcov.begin(), r.pcov.end(), b.pcov_out + b.pcov_offset[k]);
+    }
+    out.dcflux[k] = r.dcflux;
+    out.dcflux_diag[k] = r.dcflux_diag;
+    out.fdb_res[k] = r.fdb_res;
+    out.fdb_pred[k] = r.fdb_pred;
+    out.cchi2[k] = r.cchi2;
+    out.kcond0[k] = pc.kcond0;
+    out.kcond[k] = pc.kcond;
+    out.kpred[k] = pc.kpred;
+    out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
+}
+
+// Thread storage is created lazily by the thread that uses it (first touch on its core).
+template <class T>
+void run_stars(const StarBatch<T>& b, const StarOutputs& out, WorkerPool& pool,
+               std::vector<std::unique_ptr<StarThread<T>>>& th) {
+    check_stamps(b);
+    const Lapack& lp = lapack_table();
+    const idx npix = b.Np * b.Np;
+    th.resize(static_cast<size_t>(pool.size()));
+    pool.run(b.n, [&](std::int64_t k, int tid) {
+        auto& t = th[static_cast<size_t>(tid)];
+        if (!t) t = std::make_unique<StarThread<T>>(npix);
+        one_star<T>(b, out, k, *t, lp);
     });
+}
+
+}  // namespace
+
+template <class T>
+void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
+    check_stamps(b);   // before starting threads
+    WorkerPool pool(std::max<int>(1, std::min<std::int64_t>(resolve_threads(nthreads), b.n)));
+    std::vector<std::unique_ptr<StarThread<T>>> th;
+    run_stars<T>(b, out, pool, th);
 }
 
 template <class T>
 void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
                idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
-               StarBatch<T> b, const StarOutputs& out, int nthreads) {
+               StarBatch<T> b, const StarOutputs& out, int nthreads, StripStats* stats) {
     const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
-    // Every bound is checked before it enters arithmetic, and in an order that cannot
-    // overflow for any int64 input (widths, strip bounds, ring rows, star rows near INT64_MAX
-    // or INT64_MIN used to wrap in wrow + Np - 1, the ring size product and origin()).
     require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
     require(b.wrow >= 1 && b.wcol >= 1, "boxcar widths must be >= 1");
     require(0 <= in_r0 && in_r0 < in_r1 && in_r1 <= image.rows && 0 <= in_c0 && in_c0 < in_c1 &&
                 in_c1 <= image.cols,
             "strip rows/cols must lie inside the image");
+    // Every bound is checked before it enters arithmetic, and in an order that cannot
+    // overflow for any int64 input (widths, strip bounds, ring rows, star rows near INT64_MAX
+    // or INT64_MIN used to wrap in wrow + Np - 1, the ring size product and origin()).
     const idx strip_rows = in_r1 - in_r0, strip_cols = in_c1 - in_c0;   // both in [1, image size]
     require(b.wrow <= strip_rows && b.wcol <= strip_cols &&
                 strip_rows - b.wrow >= Np - 1 && strip_cols - b.wcol >= Np - 1,
@@ -152,7 +192,11 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
     Image<T> bimage(bimage_buf, orow, ocol);
     boxcar_sum<T, T>(x, b.wrow, b.wcol, bimage);
     Stack<T> stack{ring, Np, ring_rows, ocol};
-    StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads);
+    // One set of threads and per-thread workspaces for the whole strip: the sweep alternates
+    // short rounds of stack rows and star batches.
+    WorkerPool pool(nthreads);
+    std::vector<std::unique_ptr<StarThread<T>>> th;
+    StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads, &pool);
     b.stack = {ring, Np, ring_rows, ocol};
     b.bimage = {bimage_buf, orow, ocol};
     b.tile_r0 = in_r0;
@@ -164,7 +208,9 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         // Advance as far as star k allows (its first row must stay in the ring), then process
         // every star whose stamp is complete.
         const idx target = std::min(orow, std::max<idx>(origin(k), 0) + ring_rows);
+        const double c0 = process_cpu_seconds();
         stream.compute_rows(target);
+        const double c1 = process_cpu_seconds();
         idx k2 = k;
         while (k2 < b.n && origin(k2) + Np <= target) ++k2;
         if (k2 == k) k2 = k + 1;  // its stamp leaves the strip: lpi_stars reports it
@@ -179,7 +225,12 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         if (b.pcov_offset) sub.pcov_offset = b.pcov_offset + k;
         StarOutputs o{out.dcflux + k, out.dcflux_diag + k, out.fdb_res + k, out.fdb_pred + k,
                       out.cchi2 + k, out.kcond0 + k, out.kcond + k, out.kpred + k, out.dnt + k};
-        lpi_stars<T>(sub, o, nthreads);
+        run_stars<T>(sub, o, pool, th);
+        if (stats) {
+            stats->stack_cpu_s += c1 - c0;
+            stats->stars_cpu_s += process_cpu_seconds() - c1;
+            ++stats->rounds;
+        }
         k = k2;
     }
 }
@@ -187,8 +238,8 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
 template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);
 template void lpi_stars<double>(const StarBatch<double>&, const StarOutputs&, int);
 template void lpi_strip<float>(const Image<const float>&, idx, idx, idx, idx, idx, float*, idx,
-                               float*, idx, StarBatch<float>, const StarOutputs&, int);
+                               float*, idx, StarBatch<float>, const StarOutputs&, int, StripStats*);
 template void lpi_strip<double>(const Image<const double>&, idx, idx, idx, idx, idx, double*, idx,
-                                double*, idx, StarBatch<double>, const StarOutputs&, int);
+                                double*, idx, StarBatch<double>, const StarOutputs&, int, StripStats*);
 
 }  // namespace cloudcov

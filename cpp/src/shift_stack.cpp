@@ -76,8 +76,8 @@ const char* shift_stack_simd_level() {
 
 template <class T>
 StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
-                            const Stack<T>& stack, int nthreads)
-    : stack_(stack), Np_(Np) {
+                            const Stack<T>& stack, int nthreads, WorkerPool* pool)
+    : stack_(stack), Np_(Np), pool_(pool) {
     require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
     require(wrow >= 1 && wcol >= 1, "boxcar widths must be >= 1");
     require(x.rows >= wrow && x.cols >= wcol, "boxcar window larger than the tile");
@@ -99,6 +99,11 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
     const idx nd = stack.nslot();
     const idx ndp = (nd + 7) / 8 * 8;
     nt_ = std::max(1, std::min<int>(resolve_threads(nthreads), static_cast<int>(Np)));
+    if (pool_ == nullptr) {
+        own_pool_ = std::make_unique<WorkerPool>(nt_);
+        pool_ = own_pool_.get();
+    }
+    nt_ = std::min(nt_, pool_->size());
     groups_.resize(static_cast<size_t>(Np));
     acc_.resize(static_cast<size_t>(Np));
     delta_.resize(static_cast<size_t>(Np));
@@ -135,13 +140,16 @@ void StackStream<T>::compute_rows(idx r_end) {
     r_end = std::min(r_end, orow_);
     if (r_end <= done_) return;
     // Each work item is one shift row writing its own contiguous block of the stack.
-    parallel_for(Np_, nt_, [&](std::int64_t drow, int tid) {
-        detail::GroupArgs g = groups_[static_cast<size_t>(drow)];
-        g.r_begin = done_;
-        g.r_end = r_end;
-        g.stage = stage_[static_cast<size_t>(tid)].data();
-        run_group<T>(g, stack_.data + drow * stack_.group_stride());
-    });
+    pool_->run(
+        Np_,
+        [&](std::int64_t drow, int tid) {
+            detail::GroupArgs g = groups_[static_cast<size_t>(drow)];
+            g.r_begin = done_;
+            g.r_end = r_end;
+            g.stage = stage_[static_cast<size_t>(tid)].data();
+            run_group<T>(g, stack_.data + drow * stack_.group_stride());
+        },
+        nt_);
     done_ = r_end;
 }
 

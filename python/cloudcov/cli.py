@@ -142,9 +142,9 @@ def _add_lpi_args(p):
                    help="accepted for decaps2.jl compatibility and ignored: the image is swept "
                         "in strips sized by --max-memory")
     g.add_argument("--tiley", type=int, default=None, help="ignored, as --tilex")
-    g.add_argument("--max-memory", default="768M",
+    g.add_argument("--max-memory", default="256M",
                    help="bytes for the shifted-product stack's ring buffer, e.g. 512M, 2G "
-                        "(default 768M)")
+                        "(default 256M)")
     g.add_argument("--cS7", action="store_true",
                    help="correct the S7 amplifier offset (crowdsource correct_sky_offset; needs "
                         "the oow file; uses $DECAM_DIR/data/badpixmasksefs_comp.fits if present)")

@@ -151,7 +151,8 @@ class PreparedCCD:
 class _Inputs:
     """Validated, normalised inputs of :func:`process_ccd` / :func:`prepare_ccd` (``_setup``).
 
-    Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
+    Images are float32 or float64 and C-contiguous (the caller's arrays when already so, other
+    dtypes converted to float64; never modified);
     ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``usable``
     marks catalogue rows with finite, unmasked x, y and flux (they enter the static-PSF mask),
     ``measured`` those of them whose stamp overlaps the image (they are processed); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
@@ -182,7 +183,7 @@ class _Inputs:
 
 def _residual(inp):
     """Step 1: residual ``model - image`` (CloudCovErr.jl sign, paper footnote 2), float64."""
-    return inp.model - inp.image
+    return np.subtract(inp.model, inp.image, dtype=np.float64)
 
 
 def _masks(inp, resid):
@@ -242,16 +243,20 @@ def _prepare(inp, seed, sky_noise, julia_compat):
     resid = _residual(inp)
     nonfin = _masks(inp, resid)
     resid_t, inf = _prelim(inp, resid, nonfin, julia_compat)
+    del resid, nonfin   # the float64 residual is not needed any more (peak memory)
     ri, ci = _centres(inp.row, inp.usable), _centres(inp.col, inp.usable)
     pr, pc = _padding(inp, ri[inp.measured], ci[inp.measured])
     pad = ((pr, pr), (pc, pc))
     in_image = np.pad(inf.image, pad, mode="reflect")
     in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
     in_bad = np.pad(inp.bad, pad, mode="constant", constant_values=True)
-    in_stars = np.ascontiguousarray(np.pad((np.abs(inp.model - inp.sky) / inp.gain).astype(inp.dt),
-                                           pad, mode="reflect"))
+    stars = np.subtract(inp.model, inp.sky, dtype=np.float64)   # one float64 temporary
+    np.abs(stars, out=stars)
+    stars /= inp.gain
+    in_stars = np.ascontiguousarray(np.pad(stars.astype(inp.dt), pad, mode="reflect"))
+    del stars
     if sky_noise:   # step 4: Poisson noise on infilled (and padding) pixels, eq. 7
-        in_sky = np.pad(inp.sky, pad, mode="reflect")
+        in_sky = np.pad(inp.sky.astype(np.float64, copy=False), pad, mode="reflect")
         in_image = add_sky_noise(in_image, in_bad, in_sky, inp.gain, rng=seed)
         del in_sky
     in_image = np.ascontiguousarray(in_image, dtype=inp.dt)
@@ -264,9 +269,12 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
            dtype, threads, convention):
     """Validate and normalise the inputs of process_ccd / prepare_ccd into an :class:`_Inputs`."""
     dt = as_dtype("dtype", dtype)
-    image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
-    model = as_image("model", model, dtype=np.float64, allow_nonfinite=True)
-    sky = as_image("sky", sky, dtype=np.float64, allow_nonfinite=True)
+    # float32 and float64 inputs are used as given (no float64 copies: the steps that need
+    # float64 arithmetic ask for it per operation, which gives the same values); other dtypes
+    # are converted to float64.
+    image = as_image("image", image, copy_ok=True, allow_nonfinite=True)
+    model = as_image("model", model, copy_ok=True, allow_nonfinite=True)
+    sky = as_image("sky", sky, copy_ok=True, allow_nonfinite=True)
     same_shape("image", image, model=model, sky=sky)
     if dq is not None:
         if not isinstance(dq, np.ndarray):
@@ -440,7 +448,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     widx, widy : int, optional
         Odd boxcar widths along rows / columns for the covariance samples (default 129).
     max_memory : int, optional
-        Bytes allowed for the shifted-product stack's ring buffer (default 768 MiB); it sets the
+        Bytes allowed for the shifted-product stack's ring buffer (default 256 MiB); it sets the
         number of strips and ring rows (:func:`cloudcov.tiling.plan_strips`). Results do not
         depend on it beyond float round-off (< 1e-6 relative).
     dtype : {"float32", "float64"}, optional
@@ -509,17 +517,21 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         meta.update(n_not_measured=len(inp.table))
         return _output_table(inp, _star_results(inp), meta)
     prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
-    inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
+    inp = replace(inp, image=None, model=None, sky=None)   # drop our references before the stack
+    infill_stats = dict(infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
+                        n_masked=int(prep.mask.sum()))
+    prep = replace(prep, infill=None, mask=None)   # the sweep needs neither (peak memory)
     t_prep = time.perf_counter() - t_start
     psfs = _star_psfs(inp)
-    res, strips, t_lpi = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
-                                       guard=guard, flux_floor=flux_floor, progress=progress)
+    res, strips, t_lpi, cpu = _sweep_strips(inp, prep, psfs, rlim=rlim, julia_compat=julia_compat,
+                                            guard=guard, flux_floor=flux_floor, progress=progress)
     meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
-                infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
-                n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                **infill_stats, n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
                 n_not_measured=int(np.sum(~inp.measured)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
+                core_seconds_stack=round(cpu["stack"], 3), core_seconds_stars=round(cpu["stars"], 3),
+                sweep_rounds=cpu["rounds"], ring_bytes=cpu["ring_bytes"],
                 seconds_total=round(time.perf_counter() - t_start, 3))
     table = _output_table(inp, res, meta)
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d",
@@ -564,8 +576,9 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     :func:`cloudcov.tiling.sweep_plan`, shared with :func:`cloudcov.impute`).
 
     Returns the per-star result arrays of every catalogue row (float64 floats; unmeasured
-    stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips and the seconds
-    spent in the kernel.
+    stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips, the wall seconds
+    spent in the kernel and its process CPU seconds (all threads) split into the stack sweep
+    and the star batches (``{"stack", "stars", "rounds", "ring_bytes"}``).
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
     circ = circle_mask(Np, rlim).astype(np.uint8)
@@ -575,6 +588,7 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     res = _star_results(inp)
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, inp.max_memory, dt)
     t_lpi = 0.0
+    cpu = dict(stack=0.0, stars=0.0, rounds=0, ring_bytes=int(ring_buf.nbytes))
     done = np.zeros(stars.size, bool)
     for sw in progress_bar(sweeps, "cloudcov strips", progress):
         sel = sw.sel
@@ -587,13 +601,16 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
                                   circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
                                   flux_floor)
         t_lpi += time.perf_counter() - t0
+        cpu["stack"] += out["stack_cpu_s"]
+        cpu["stars"] += out["stars_cpu_s"]
+        cpu["rounds"] += int(out["rounds"])
         for name in res:
             res[name][stars[sel]] = out[name]
         done[sel] = True
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", sw.c0, sw.c1,
                   sel.size, sw.ring_rows, time.perf_counter() - t0)
     assert done.all(), "internal error: a star was not assigned to any strip"
-    return res, sweeps, t_lpi
+    return res, sweeps, t_lpi, cpu
 
 
 def _output_table(inp, res, meta):

@@ -11,9 +11,12 @@ from ._validate import as_dtype, as_int, as_Np
 
 __all__ = ["Strip", "stack_bytes", "plan_strips", "sweep_plan", "DEFAULT_MAX_MEMORY"]
 
-#: Default budget for the stack (bytes): 768 MiB, leaving room for the image arrays, the
-#: strip's float64 copy and running sums of a DECam CCD within the 1.5 GB per-CCD target.
-DEFAULT_MAX_MEMORY = 768 << 20
+#: Default ceiling for the stack ring buffer (bytes): 256 MiB. A ring of Np + 16 rows is
+#: all a sweep needs, so the budget only sets the strip width; on a DECam CCD it gives 4 strips
+#: of 544 boxcar-output columns, whose running sums (306 KiB per shift row) and staging row
+#: stay in a core's L2 cache: the stack costs no more than with 2 strips (measured in situ,
+#: benchmarks/results/bench_strips.txt) and the ring is 0.21 GiB instead of 0.41 GiB.
+DEFAULT_MAX_MEMORY = 256 << 20
 
 
 def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
@@ -65,7 +68,10 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     Each strip is processed in one sweep down the image (the boxcar running sums are never
     restarted), keeping only ``ring_rows`` boxcar-output rows of the stack in memory. The
     work is about ``nstrips * (rows + widx) * (strip_cols + Np + widy)``, so the fewest strips
-    whose ring holds at least ``Np + 16`` rows are chosen.
+    whose ring holds at least ``Np + 16`` rows are chosen, and the ring holds no more than
+    that (nor than the strip's rows): a larger ring would only lengthen the rounds of the
+    sweep, not reduce its work, so memory is set by what the image needs, ``max_memory`` being
+    the ceiling.
 
     Parameters
     ----------
@@ -76,7 +82,7 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     widx, widy : int, optional
         Odd boxcar widths along rows / columns (default 129; ``widy`` defaults to ``widx``).
     max_memory : int, optional
-        Bytes allowed for a strip's stack ring buffer (default 768 MiB).
+        Bytes allowed for a strip's stack ring buffer (default 256 MiB).
     dtype : str or numpy dtype, optional
         Stack dtype (default float32).
 
@@ -115,7 +121,8 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     strips = []
     for i in range(ns):
         oc = int(edges[i + 1] - edges[i]) + Np - 1
-        ring = int(min(out_rows, _ring_rows(max_memory, oc, Np, itemsize)))
+        # More rows than `want` would only make the sweep's rounds longer, not its work less.
+        ring = int(min(want, _ring_rows(max_memory, oc, Np, itemsize)))
         strips.append(Strip(int(edges[i]), int(edges[i + 1]), ring))
     return strips
 

@@ -15,10 +15,14 @@
 // block is read as given), which matters only for a non-symmetric input matrix.
 //
 // Condition-number guard: in the working precision W the solve is accepted when both
-// Cholesky factorisations succeed and LAPACK's reciprocal condition estimates are
+// Cholesky factorisations succeed and the reciprocal 1-norm condition estimates are
 // >= 1e2 * eps(W) (a relative error bound kappa * eps <= 1e-2, far below the statistical
-// uncertainty of the outputs): ?pocon for C_kk, and ?trcon of
-// the factor of P, squared, for P. Otherwise the star is redone
+// uncertainty of the outputs): for C_kk, 1 / (||C_kk||_1 est||C_kk^-1||_1), and for P the
+// square of 1 / (||L22||_1 est||L22^-1||_1). The estimates are those of LAPACK ?pocon and
+// ?trcon (Hager-Higham ?lacn2 iterations on the factor already computed), with the
+// triangular solves done by ?trsv instead of the overflow-guarded ?latrs (whose growth bound
+// fails for n ~ 700 and falls back to a column-by-column solve 5-10x slower); a solve that
+// overflows counts as ill-conditioned. Otherwise the star is redone
 // in float64 (dnt bit 4 when the working precision was float32) and, if float64 fails the
 // same test, with lambda * I added to the covariance diagonal, lambda = mean(diag C) * 10^m
 // for m = -12, -11, ..., -6 (first that passes; dnt bit 4). If none passes, dnt bit 64 is
@@ -68,7 +72,7 @@ template <class W>
 struct CondScratch {
     std::vector<W> K, z, pred, q, pdiag, work;
     std::vector<double> colsum;
-    std::vector<int> iwork;
+    std::vector<int> iwork, run_good, run_hidden;
 };
 struct Workspace {
     CondScratch<float> s;
@@ -79,6 +83,52 @@ template <class W>
 inline double rcond_min() { return 1e2 * std::numeric_limits<W>::epsilon(); }
 
 namespace detail {
+
+// est ||A^-1||_1 for A = L L^T (spd) or A = L (lower triangular L, n x n, leading dimension
+// ld), by LAPACK's Hager-Higham estimator ?lacn2 (reverse communication) with ?trsv solves:
+// the estimate of ?pocon / ?trcon. work: 2 n values, iwork: n. +inf if a solve overflows.
+template <class W>
+double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool spd, W* work,
+                     int* iwork) {
+    char Lc = 'L', N = 'N', T = 'T';
+    int kase = 0, ione = 1, isave[3] = {0, 0, 0};
+    W est = 0;
+    W* v = work;
+    W* x = work + n;
+    W* a = const_cast<W*>(fac);
+    for (;;) {
+        L.lacn2(&n, v, x, iwork, &est, &kase, isave);
+        if (kase == 0) break;
+        if (spd) {  // A^-1 = L^-T L^-1 (symmetric: kase 1 and 2 alike)
+            L.trsv(&Lc, &N, &N, &n, a, &ld, x, &ione);
+            L.trsv(&Lc, &T, &N, &n, a, &ld, x, &ione);
+        } else {
+            L.trsv(&Lc, kase == 1 ? &N : &T, &N, &n, a, &ld, x, &ione);
+        }
+        W amax = 0;
+        for (int i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i]));
+        if (!(amax <= std::numeric_limits<W>::max())) return std::numeric_limits<double>::infinity();
+    }
+    return static_cast<double>(est);
+}
+
+// Reciprocal 1-norm condition estimate of a lower triangular factor (as ?trcon, norm '1').
+template <class W>
+double tri_rcond1(const LapackFns<W>& L, const W* fac, int n, int ld, W* work, int* iwork) {
+    double lnorm = 0;
+    for (int c = 0; c < n; ++c) {
+        const W* col = fac + static_cast<size_t>(c) * ld;
+        W part[16] = {};   // independent partial sums (vectorisable; fixed order)
+        int r = c;
+        for (; r + 16 <= n; r += 16)
+            for (int u = 0; u < 16; ++u) part[u] += std::abs(col[r + u]);
+        for (; r < n; ++r) part[0] += std::abs(col[r]);
+        double acc = 0;
+        for (int u = 0; u < 16; ++u) acc += static_cast<double>(part[u]);
+        lnorm = std::max(lnorm, acc);
+    }
+    return 1.0 / (lnorm * inv_norm1_est(L, fac, n, ld, false, work, iwork));
+}
 
 template <class W, class Source>
 bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
@@ -95,9 +145,9 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     s.q.resize(kp);
     s.pdiag.resize(kp);
     s.work.resize(3 * static_cast<size_t>(n));
-    s.colsum.resize(static_cast<size_t>(kc));
     s.iwork.resize(n);
-    char Lc = 'L', N = 'N', one_norm = '1';  // one_norm: ?trcon
+    s.colsum.resize(static_cast<size_t>(kc));
+    char Lc = 'L', N = 'N';
     int info = 0, ione = 1;
     W wone = 1, wzero = 0;
     W* A = s.K.data();
@@ -109,20 +159,37 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     // read along rows of C (contiguous lookups).
     // Column a of the bordered matrix holds C(i, .) for its pixel i over the later pixels: the
     // lookups of one column read pixel i's stack entries (see StackCov::fill).
+    // Runs of consecutive pixels of one stamp row in the good and hidden lists: run_*[b]
+    // elements from position b on are contiguous in the stamp (and in the stack).
+    const auto runs = [&](const std::vector<int>& js, std::vector<int>& len) {
+        const int m = static_cast<int>(js.size());
+        len.resize(js.size());
+        for (int b = m - 1; b >= 0; --b)
+            len[b] = (b + 1 < m && js[b + 1] == js[b] + 1 && js[b + 1] % st.Np != 0) ? len[b + 1] + 1 : 1;
+    };
+    runs(st.good, s.run_good);
+    runs(st.hidden, s.run_hidden);
+    // Absolute column sums of C_kk (its 1-norm, for the C_kk condition estimate), accumulated
+    // while each column is in cache.
+    double* colsum = s.colsum.data();
+    if (check_rcond) std::fill(colsum, colsum + kc, 0.0);
+    int hp = 0;   // first hidden position whose pixel follows the current good pixel
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
+        if (a + 2 < n) src.prefetch(a + 2 < kc ? st.good[a + 2] : st.hidden[a + 2 - kc]);
         W* col = A + static_cast<size_t>(a) * n;
         col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
-        if (a + 1 < kc) src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1);
-        const int h0 = a < kc ? 0 : a - kc + 1;
-        if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0);
-    }
-    // Absolute column sums of C_kk (its 1-norm, for ?pocon).
-    double* colsum = s.colsum.data();
-    if (check_rcond) {
-        std::fill(colsum, colsum + kc, 0.0);
-        for (int a = 0; a < kc; ++a) {
-            const W* col = A + static_cast<size_t>(a) * n;
+        if (a + 1 < kc)
+            src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1, s.run_good.data() + a + 1);
+        // Good column: only the hidden pixels after i here (they are read from pixel i's stack
+        // entries); those before i are filled below, row by row from their own entries.
+        int h0 = a - kc + 1;
+        if (a < kc) {
+            while (hp < kp && st.hidden[hp] < i) ++hp;
+            h0 = hp;
+        }
+        if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0, s.run_hidden.data() + h0);
+        if (check_rcond && a < kc) {
             double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};   // independent partial sums
             int b = a + 1;
             for (; b + 8 <= kc; b += 8)
@@ -140,18 +207,29 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
                          ((part[4] + part[5]) + (part[6] + part[7]));
         }
     }
-    W anorm = 0, rcond = 0;
-    if (check_rcond) anorm = static_cast<W>(*std::max_element(colsum, colsum + kc));
+    // C(good i, hidden j) for j < i: row kc + h of the good columns after pixel j, gathered
+    // from pixel j's contiguous stack entries (the same values fill(i, {j}) gives).
+    for (int h = 0, g0 = 0; h < kp; ++h) {
+        const int j = st.hidden[h];
+        while (g0 < kc && st.good[g0] < j) ++g0;
+        if (h + 1 < kp) src.prefetch(st.hidden[h + 1]);
+        if (g0 < kc)
+            src.fill_transposed(j, st.good.data() + g0, kc - g0,
+                                A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
+                                s.run_good.data() + g0);
+    }
+    const double anorm = check_rcond ? *std::max_element(colsum, colsum + kc) : 0.0;
     L.potrf(&Lc, &n, A, &n, &info);
     if (info != 0) return false;
     W* L22 = A + static_cast<size_t>(kc) * n + kc;
     if (check_rcond) {
-        L.pocon(&Lc, &kc, A, &n, &anorm, &rcond, s.work.data(), s.iwork.data(), &info);
-        if (info != 0 || !(static_cast<double>(rcond) >= rcond_min<W>())) return false;
+        // C_kk: 1 / (||C_kk||_1 est||C_kk^-1||_1), as ?pocon
+        const double rc11 = 1.0 / (static_cast<double>(static_cast<W>(anorm)) *
+                                   inv_norm1_est(L, A, kc, n, true, s.work.data(), s.iwork.data()));
+        if (!(rc11 >= rcond_min<W>())) return false;
         // cond(P) = cond(L22)^2 (2-norm; the 1-norm estimate of L22 squared stands for it)
-        L.trcon(&one_norm, &Lc, &N, &kp, L22, &n, &rcond, s.work.data(), s.iwork.data(), &info);
-        const double rc = static_cast<double>(rcond);
-        if (info != 0 || !(rc * rc >= rcond_min<W>())) return false;
+        const double rc = tri_rcond1(L, L22, kp, n, s.work.data(), s.iwork.data());
+        if (!(rc * rc >= rcond_min<W>())) return false;
     }
     for (int a = 0; a < kc; ++a)
         s.z[a] = static_cast<W>(st.data[st.good[a]] - src.mean(st.good[a]));
@@ -268,10 +346,16 @@ struct MatrixCov {
     idx n;
     double value(idx i, idx j) const { return static_cast<double>(cov[i * n + j]); }
     template <class W>
-    void fill(int i, const int* js, int m, W* out) const {
+    void fill(int i, const int* js, int m, W* out, const int* = nullptr) const {
         for (int b = 0; b < m; ++b) out[b] = static_cast<W>(cov[static_cast<idx>(i) * n + js[b]]);
     }
+    template <class W>
+    void fill_transposed(int j, const int* is, int m, W* out, size_t stride, const int*) const {
+        for (int b = 0; b < m; ++b)
+            out[b * stride] = static_cast<W>(cov[static_cast<idx>(is[b]) * n + j]);
+    }
     double mean(idx i) const { return static_cast<double>(mu[i]); }
+    void prefetch(idx) const {}
 };
 
 }  // namespace cloudcov

@@ -1,6 +1,7 @@
 // Per-star covariance and mean by lookup in the stack (mirrors CloudCovErr.jl `build_cov!`,
 // src/perstar.jl; paper eq. 6 with the unbiased N/(N-1) normalisation of the code).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -57,9 +58,27 @@ struct StackCov {
         return a_ * static_cast<double>(base[i][key[j]]) - c_ * bd[i] * bd[j];
     }
 
-    // out[b] = C(i, js[b]) for b < n, converted to W (the per-star gather).
+    // Ask the memory system for the stack entries that fill(i, js > i) will read: for each
+    // shift row drow, the Np contiguous slots of pixel i (the gather is bound by these
+    // scattered reads; issued one column ahead they overlap with the current column).
+    void prefetch(idx i) const {
+        const idx ri = i / Np, ci = i % Np;
+        const char* p0 = reinterpret_cast<const char*>(base[i] + key[i] - ci);
+        const idx gs = stack.group_stride() * static_cast<idx>(sizeof(T));
+        const idx len = Np * static_cast<idx>(sizeof(T));
+        for (idx d = 0; d < Np - ri; ++d) {
+            const char* p = p0 + d * gs;
+            for (idx off = 0; off < len; off += 64) __builtin_prefetch(p + off, 0, 3);
+            __builtin_prefetch(p + len - 1, 0, 3);
+        }
+    }
+
+    // out[b] = C(i, js[b]) for b < n, converted to W (the per-star gather). run_len[b]
+    // (optional): js[b], js[b] + 1, ..., js[b] + run_len[b] - 1 are consecutive pixels of one
+    // stamp row, whose stack entries are contiguous: such runs are gathered by a
+    // vectorisable loop (the same arithmetic as element by element).
     template <class W>
-    void fill(int i, const int* js, int n, W* out) const {
+    void fill(int i, const int* js, int n, W* out, const int* run_len = nullptr) const {
         if (julia_compat) {
             for (int b = 0; b < n; ++b) out[b] = static_cast<W>(value(i, js[b]));
             return;
@@ -67,10 +86,48 @@ struct StackCov {
         const T* bi = base[i];
         const idx ki = key[i];
         const double ci = c_ * bd[i];
-        for (int b = 0; b < n; ++b) {
+        const double a = a_;
+        int b = 0;
+        while (b < n) {
             const int j = js[b];
-            const T S = j >= i ? bi[key[j]] : base[j][ki];
-            out[b] = static_cast<W>(a_ * static_cast<double>(S) - ci * bd[j]);
+            if (j < i || run_len == nullptr) {   // mirrored entry (or no run table)
+                const T S = j >= i ? bi[key[j]] : base[j][ki];
+                out[b] = static_cast<W>(a * static_cast<double>(S) - ci * bd[j]);
+                ++b;
+                continue;
+            }
+            const int e = std::min(b + run_len[b], n);
+            const T* __restrict src = bi + key[j];
+            const double* __restrict bj = bd.data() + j;
+            W* __restrict o = out + b;
+            const int m = e - b;
+            for (int t = 0; t < m; ++t)
+                o[t] = static_cast<W>(a * static_cast<double>(src[t]) - ci * bj[t]);
+            b = e;
+        }
+    }
+
+    // out[b * stride] = C(is[b], j) for pixels is[b] > j, the value fill(is[b], {j}) gives,
+    // read from pixel j's stack entries (contiguous along runs, see fill).
+    template <class W>
+    void fill_transposed(int j, const int* is, int n, W* out, size_t stride,
+                         const int* run_len) const {
+        if (julia_compat) {
+            for (int b = 0; b < n; ++b) out[b * stride] = static_cast<W>(value(is[b], j));
+            return;
+        }
+        const T* bj = base[j];
+        const double dj = bd[j];
+        const double a = a_, c = c_;
+        int b = 0;
+        while (b < n) {
+            const int e = std::min(b + run_len[b], n);
+            const T* __restrict src = bj + key[is[b]];
+            const double* __restrict bi = bd.data() + is[b];
+            for (int t = 0; t < e - b; ++t)
+                out[(b + t) * stride] =
+                    static_cast<W>(a * static_cast<double>(src[t]) - (c * bi[t]) * dj);
+            b = e;
         }
     }
 

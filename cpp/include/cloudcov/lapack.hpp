@@ -10,16 +10,13 @@ struct LapackFns {
     void (*potrf)(char* uplo, int* n, W* a, int* lda, int* info) = nullptr;
     void (*potrs)(char* uplo, int* n, int* nrhs, W* a, int* lda, W* b, int* ldb,
                   int* info) = nullptr;
-    void (*pocon)(char* uplo, int* n, W* a, int* lda, W* anorm, W* rcond, W* work, int* iwork,
-                  int* info) = nullptr;
-    void (*trcon)(char* norm, char* uplo, char* diag, int* n, W* a, int* lda, W* rcond, W* work,
-                  int* iwork, int* info) = nullptr;
     void (*trsv)(char* uplo, char* trans, char* diag, int* n, W* a, int* lda, W* x,
                  int* incx) = nullptr;
     void (*gemv)(char* trans, int* m, int* n, W* alpha, W* a, int* lda, W* x, int* incx,
                  W* beta, W* y, int* incy) = nullptr;
+    void (*lacn2)(int* n, W* v, W* x, int* isgn, W* est, int* kase, int* isave) = nullptr;
     bool ready() const {
-        return potrf && potrs && pocon && trcon && trsv && gemv;
+        return potrf && potrs && trsv && gemv && lacn2;
     }
 };
 

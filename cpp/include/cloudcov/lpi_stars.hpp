@@ -62,6 +62,13 @@ struct StarOutputs {
 template <class T>
 void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
 
+// Where a strip's time went: process CPU seconds (all threads) in the stack sweep and in the
+// star batches, and the number of sweep/batch rounds.
+struct StripStats {
+    double stack_cpu_s = 0, stars_cpu_s = 0;
+    long rounds = 0;
+};
+
 // One vertical strip of a CCD in a single sweep: the stack of the strip image
 // image[in_r0:in_r1, in_c0:in_c1] is computed top to bottom into a ring buffer of ring_rows
 // boxcar-output rows (ring: Np * ring_rows * out_cols * (2 Np - 1) values; bimage buffer:
@@ -72,6 +79,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
 template <class T>
 void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
                idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
-               StarBatch<T> b, const StarOutputs& out, int nthreads);
+               StarBatch<T> b, const StarOutputs& out, int nthreads,
+               StripStats* stats = nullptr);
 
 }  // namespace cloudcov

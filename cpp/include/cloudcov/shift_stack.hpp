@@ -12,7 +12,10 @@
 // Products whose partner pixel falls outside the tile count as zero; such stack entries are
 // never read for stamps that lie inside the valid region.
 #pragma once
+#include <memory>
 #include <vector>
+
+#include "cloudcov/parallel.hpp"
 
 #include "cloudcov/views.hpp"
 
@@ -46,8 +49,9 @@ struct GroupArgs;
 template <class T>
 class StackStream {
   public:
+    // pool: threads to share with the caller (nullptr: the stream starts its own).
     StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Stack<T>& stack,
-                int nthreads);
+                int nthreads, WorkerPool* pool = nullptr);
     ~StackStream();
     StackStream(const StackStream&) = delete;
     StackStream& operator=(const StackStream&) = delete;
@@ -60,6 +64,8 @@ class StackStream {
     Stack<T> stack_;
     idx Np_, orow_, ocol_, done_ = 0;
     int nt_;
+    std::unique_ptr<WorkerPool> own_pool_;
+    WorkerPool* pool_ = nullptr;
     std::vector<double> xd_;
     std::vector<detail::GroupArgs> groups_;
     std::vector<std::vector<double>> acc_, delta_;

@@ -1,0 +1,65 @@
+"""Cost model of one CCD, core-s = a * area + b * nstar + c, and the DECaPS2 extrapolation
+(issue 14 item 4).
+
+Runs benchmarks/bench_ccd.py (synthetic CCD, real S6 mask corner and psf_r, fresh process)
+for a sweep of image areas and star counts, fits the model by least squares, and
+extrapolates to DECaPS2 (1.32e6 CCDs of 4094 x 2046, 34e9 detections; anchor:
+CloudCovErr.jl 203k core-h; goal <= 10k core-h).
+
+Run: python benchmarks/bench_cost_model.py   (writes benchmarks/results/bench_cost_model.txt)
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _provenance import load_note, provenance  # noqa: E402
+
+SWEEP = [((1024, 2046), 50), ((2048, 2046), 2500), ((4094, 2046), 50)]
+# plus the full CCD with 10,000 stars of benchmarks/results/bench_ccd.txt (its RESULT line)
+DECAPS2_CCDS, DECAPS2_DETECTIONS, CCD_AREA = 1.32e6, 34e9, 4094 * 2046
+
+
+def main():
+    lines = []
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    say(f"{provenance()}; cost-model sweep; {load_note()} (run nice'd; 2 threads, core-s = process CPU)")
+    rows = []
+    for (nr, nc), ns in SWEEP:
+        out = subprocess.run([sys.executable, str(HERE / "bench_ccd.py"), "--shape", str(nr), str(nc),
+                              "--nstar", str(ns), "--no-reference", "--out", "/dev/null"],
+                             check=True, capture_output=True, text=True).stdout
+        r = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+        rows.append(r)
+        say(f"{nr} x {nc}, {ns} stars: {r['core_s']:.1f} core-s (stack {r['stack']:.1f}, stars "
+            f"{r['stars']:.1f}), peak RSS {r['rss_gib']:.2f} GiB")
+    full = HERE / "results" / "bench_ccd.txt"
+    r = json.loads(next(l for l in full.read_text().splitlines() if l.startswith("RESULT "))[7:])
+    rows.append(r)
+    say(f"{r['rows']} x {r['cols']}, {r['nstar']} stars: {r['core_s']:.1f} core-s (stack {r['stack']:.1f}, "
+        f"stars {r['stars']:.1f}), peak RSS {r['rss_gib']:.2f} GiB (from results/bench_ccd.txt)")
+    X = np.array([[r["rows"] * r["cols"], r["nstar"], 1.0] for r in rows])
+    y = np.array([r["core_s"] for r in rows])
+    (a, b, c), *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ np.array([a, b, c])
+    say(f"fit: core-s = {a * 1e6:.3f} per Mpix + {b * 1e3:.3f} per 1000 stars + {c:.2f} "
+        f"(max |residual| {np.abs(resid).max():.2f} core-s)")
+    total = (a * CCD_AREA + c) * DECAPS2_CCDS + b * DECAPS2_DETECTIONS
+    say(f"DECaPS2: {DECAPS2_CCDS:.3g} CCDs x {CCD_AREA / 1e6:.2f} Mpix + {DECAPS2_DETECTIONS:.3g} "
+        f"detections -> {(a * CCD_AREA + c) * DECAPS2_CCDS / 3600:.0f} + {b * DECAPS2_DETECTIONS / 3600:.0f} "
+        f"= {total / 3600:.0f} core-h (goal <= 10k; CloudCovErr.jl 203k)")
+    (HERE / "results" / "bench_cost_model.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Strip width vs stack cost measured inside process_ccd (issue 14 item 3).
+
+Runs benchmarks/bench_ccd.py (4094 x 2046 CCD, real S6 mask and PSF, 50 stars so that the
+stack dominates) in a fresh process per stack budget; the budget sets the number of strips
+(cloudcov.tiling.plan_strips: the fewest strips whose ring holds Np + 16 rows) and so the
+strip width, i.e. the size of each shift row's running sums (out_cols x 72 doubles) and
+staging row (out_cols x 65 floats) that the sweep keeps hot. Prints the in-situ stack
+core-seconds per CCD for each width.
+
+Run: python benchmarks/bench_strips.py   (writes benchmarks/results/bench_strips.txt)
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _provenance import load_note, provenance  # noqa: E402
+
+from cloudcov.tiling import plan_strips  # noqa: E402
+
+BUDGETS_MIB = [900, 768, 230]
+
+
+def main():
+    lines = []
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    say(f"{provenance()}; strip-width benchmark (4094 x 2046, 50 stars); {load_note()} (run nice'd)")
+    for mib in BUDGETS_MIB:
+        strips = plan_strips((0, 4094), (0, 2046), max_memory=mib << 20)
+        width = strips[0].col1 - strips[0].col0 + 32
+        out = subprocess.run([sys.executable, str(HERE / "bench_ccd.py"), "--nstar", "50", "--max-memory",
+                              str(mib << 20), "--no-reference", "--out", "/dev/null"],
+                             check=True, capture_output=True, text=True).stdout
+        res = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+        acc_kib = width * 72 * 8 / 1024
+        say(f"budget {mib:4d} MiB: {res['nstrips']} strip(s) of {width} output columns (running sums "
+            f"{acc_kib:.0f} KiB + staging {width * 65 * 4 / 1024:.0f} KiB per shift row): stack "
+            f"{res['stack']:.1f} core-s in situ, whole CCD {res['core_s']:.1f} core-s, peak RSS "
+            f"{res['rss_gib']:.2f} GiB")
+    (HERE / "results" / "bench_strips.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
