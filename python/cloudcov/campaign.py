@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import inspect
 import logging
 import os
 import pathlib
@@ -355,6 +356,9 @@ def survey_task(spec, opts):
                     spec, out_dir, fmt=opts["fmt"], seed=opts.get("seed"), **opts["params"]):
                 rec["status"] = "skipped"
             else:
+                extra = {}
+                if "overwrite" in inspect.signature(run_exposure).parameters:
+                    extra["overwrite"] = bool(opts.get("overwrite"))
                 res = run_exposure(spec.base, spec.date, spec.filt, spec.vers, spec.basecat,
                                    out_dir=out_dir, fmt=opts["fmt"],
                                    ccdlist=list(spec.ccdlist) if spec.ccdlist else None,
@@ -363,7 +367,7 @@ def survey_task(spec, opts):
                                    max_memory=opts.get("max_memory", DEFAULT_MAX_MEMORY),
                                    progress=False,
                                    compression=opts.get("compression", "gzip"),
-                                   raise_on_error=False, **opts["params"])
+                                   raise_on_error=False, **extra, **opts["params"])
                 rec["ccds"] = len(res.processed)
                 rec["stars"] = int(sum(res.nstars.values()))
                 if res.failed:
@@ -487,8 +491,8 @@ class _Task:
 
 def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per_worker=None,
                scheduler=None, parsl_config=None, retries=2, resume=False, fmt="fits",
-               seed=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip", progress=None,
-               lock_wait=0.5, **params):
+               overwrite=False, seed=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip",
+               progress=None, lock_wait=0.5, **params):
     """Run the afterburner on every exposure of a manifest (``cloudcov survey``).
 
     Parameters
@@ -524,6 +528,9 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     resume : bool, optional
         Skip exposures whose output is complete with these parameters
         (:func:`exposure_complete`), and resume unfinished ones from their finished CCDs.
+    overwrite : bool, optional
+        Passed to :func:`cloudcov.survey.run_exposure` where it has that parameter (replace an
+        existing output; without ``resume`` or ``overwrite`` it refuses one).
     fmt, seed, max_memory, compression
         As :func:`cloudcov.survey.run_exposure` (``seed`` None: each exposure's date seed).
     progress : bool or None, optional
@@ -581,6 +588,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     driver = f"{socket.gethostname()}:{os.getpid()}"
     logw = _LogWriter(result.log_path)
     base_opts = dict(out_dir=os.fspath(out_dir), fmt=fmt, seed=seed, threads=threads,
+                     overwrite=bool(overwrite),
                      max_memory=int(max_memory), compression=compression, params=dict(params))
     tasks = deque(_Task(s, wait=float(lock_wait)) for s in specs)
     deferred = []
