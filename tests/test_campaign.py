@@ -369,3 +369,27 @@ def test_locked_exposure_is_deferred_not_computed(survey, tmp_path):
     _assert_outputs_equal(out, {name: survey["reference"][name],
                                 f"{rows[1].name}.cat.cer.fits":
                                     survey["reference"][f"{rows[1].name}.cat.cer.fits"]})
+
+
+def test_task_statuses(tmp_path, monkeypatch):
+    """survey_task never raises: a lock held elsewhere -> 'locked'; an output that
+    run_exposure refuses to replace (FileExistsError) -> 'failed' without retry; any other
+    error -> 'failed' (retried by the driver)."""
+    import cloudcov.survey as survey_mod
+    from cloudcov.campaign import ExposureSpec, survey_task
+
+    spec = ExposureSpec(str(tmp_path) + os.sep, "171113_060000", "r", "v1", str(tmp_path))
+    opts = dict(out_dir=str(tmp_path / "out"), fmt="fits", params=dict(FAST), threads=1)
+
+    def refuse(*a, **k):
+        raise FileExistsError("output exists; pass --resume or --overwrite")
+
+    monkeypatch.setattr(survey_mod, "run_exposure", refuse)
+    rec = survey_task(spec, opts)
+    assert rec["status"] == "failed" and rec["retry"] is False and "--overwrite" in rec["error"]
+    monkeypatch.setattr(survey_mod, "run_exposure", lambda *a, **k: 1 / 0)
+    rec = survey_task(spec, opts)
+    assert rec["status"] == "failed" and rec.get("retry", True) and "ZeroDivisionError" in rec["error"]
+    with exclusive_lock(tmp_path / "out" / LOCK_DIR / spec.name):
+        rec = survey_task(spec, opts)
+    assert rec["status"] == "locked" and f"pid {os.getpid()}" in rec["error"]

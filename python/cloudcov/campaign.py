@@ -335,8 +335,9 @@ def survey_task(spec, opts):
     dict
         ``exposure``, ``status`` (``"done"``, ``"skipped"``, ``"failed"`` or ``"locked"``),
         ``ccds``, ``stars``, ``seconds`` (wall), ``cpu_seconds`` (this process, all its
-        threads), ``host``, ``pid``, ``error``. Never raises: every
-        error becomes ``status="failed"`` with its message.
+        threads), ``host``, ``pid``, ``error``, and ``retry=False`` when retrying cannot
+        help (``run_exposure`` refused an existing output: a ``FileExistsError``). Never
+        raises: every error becomes ``status="failed"`` with its message.
     """
     from threadpoolctl import threadpool_limits
 
@@ -377,6 +378,9 @@ def survey_task(spec, opts):
     except OutputLockedError as exc:
         rec["status"] = "locked"
         rec["error"] = _error_text(exc)
+    except FileExistsError as exc:  # run_exposure refuses an existing output: no retry
+        rec["error"] = _error_text(exc)
+        rec["retry"] = False
     except Exception as exc:        # MemoryError included: one exposure never stops the rest
         rec["error"] = _error_text(exc)
     rec["error"] = rec["error"][:_ERROR_CHARS]
@@ -668,7 +672,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
                     task.attempts += 1
                     if rec["status"] == "done":
                         finish(task, rec, "done")
-                    elif task.attempts <= retries:
+                    elif task.attempts <= retries and rec.get("retry", True):
                         finish(task, rec, "retry")
                         tasks.append(task)
                     else:
