@@ -242,7 +242,9 @@ def assert_same_outputs(a, b):
 # --------------------------------------------------------------------------------------
 
 EXAMPLE_CCD = "S1"       # the embedded Horsehead example, written as one more "CCD"
-SURVEY_CCDLISTS = ("", "N2", "S1", "N2", "N6", "S1 N2")   # cycled over the exposures
+# exposure 0 runs every CCD; the others cycle through these single-CCD lists (tiny tasks that
+# still differ in size: N2 16 stars, S1 49, N6 71)
+SURVEY_CCDLISTS = ("N2", "S1", "N6", "N2", "S1")
 
 
 def survey_date(k):
@@ -312,8 +314,8 @@ def make_survey(root, n_exposures=20, exposure=None):
     ``exposure`` (the :func:`make_exposure` result: real DECam cutouts fitted by crowdsource)
     is given, its CCDs ``N6`` and ``N2`` (and ``N10`` without catalogue). Exposure ``k`` has
     the date :func:`survey_date` ``(k)`` (so its own seed) and hard links to the template's
-    files under its own names; the manifest's ``ccdlist`` cycles through
-    :data:`SURVEY_CCDLISTS` (restricted to the CCDs present) so tasks differ in size.
+    files under its own names; exposure 0 runs every CCD and the others' ``ccdlist``
+    cycles through :data:`SURVEY_CCDLISTS` (restricted to the CCDs present).
 
     Returns
     -------
@@ -348,9 +350,9 @@ def make_survey(root, n_exposures=20, exposure=None):
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
-        ccdlist = " ".join(c for c in SURVEY_CCDLISTS[k % len(SURVEY_CCDLISTS)].split()
-                           if c in ccds)
-        if not ccdlist and SURVEY_CCDLISTS[k % len(SURVEY_CCDLISTS)]:
+        want = "" if k == 0 else SURVEY_CCDLISTS[(k - 1) % len(SURVEY_CCDLISTS)]
+        ccdlist = " ".join(c for c in want.split() if c in ccds)
+        if want and not ccdlist:
             ccdlist = EXAMPLE_CCD
         rows.append(dict(base=str(root / "raw") + os.sep, date=date, filt=FILT, vers=VERS,
                          basecat=str(root), ccdlist=ccdlist))

@@ -148,7 +148,10 @@ def test_log_appends_from_concurrent_writers(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("executor", ["local", "dask", "parsl"])
+# local: also covered in the default run by test_kill_worker_task_retried[local] (identical
+# outputs after a worker kill) and its resume check
+@pytest.mark.parametrize("executor", [pytest.param("local", marks=pytest.mark.slow), "dask",
+                                      "parsl"])
 def test_engine_matches_serial_run(executor, survey, tmp_path):
     mod = {"dask": "distributed", "parsl": "parsl"}.get(executor)
     if mod and not HAVE[mod]:
@@ -246,6 +249,14 @@ def test_kill_worker_task_retried(executor, survey, tmp_path):
         assert "worker lost" in rows["error"][0] and rows["attempts"][-1] == 2
     done = t[t["status"] == "done"]
     assert sorted(done["exposure"]) == sorted(set(t["exposure"])) and len(done) == N_EXPOSURES
+    if executor == "local":
+        # resume: everything verified complete, nothing rewritten
+        mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.cer.fits")}
+        res = run_survey(survey["manifest"], out, workers=2, threads_per_worker=1, resume=True,
+                         progress=False, **FAST)
+        assert len(res.skipped) == N_EXPOSURES and not res.done and not res.failed
+        assert {p: p.stat().st_mtime_ns for p in out.glob("*.cer.fits")} == mtimes
+        assert list(_log(out)["status"][-N_EXPOSURES:]) == ["skipped"] * N_EXPOSURES
 
 
 def test_kill_driver_then_resume(survey, tmp_path):
@@ -272,7 +283,7 @@ def test_kill_driver_then_resume(survey, tmp_path):
     while any(_alive(p) for p in workers) and time.monotonic() - t0 < 30:
         time.sleep(0.05)
     assert not any(_alive(p) for p in workers)
-    res = run_survey(survey["manifest"], out, workers=1, threads_per_worker=1, resume=True,
+    res = run_survey(survey["manifest"], out, workers=2, threads_per_worker=1, resume=True,
                      progress=False, **FAST)
     assert not res.failed and len(res.skipped) >= 3 and len(res.done) + len(res.skipped) == N_EXPOSURES
     _assert_outputs_equal(out, survey["reference"])
@@ -358,3 +369,27 @@ def test_locked_exposure_is_deferred_not_computed(survey, tmp_path):
     _assert_outputs_equal(out, {name: survey["reference"][name],
                                 f"{rows[1].name}.cat.cer.fits":
                                     survey["reference"][f"{rows[1].name}.cat.cer.fits"]})
+
+
+def test_task_statuses(tmp_path, monkeypatch):
+    """survey_task never raises: a lock held elsewhere -> 'locked'; an output that
+    run_exposure refuses to replace (FileExistsError) -> 'failed' without retry; any other
+    error -> 'failed' (retried by the driver)."""
+    import cloudcov.survey as survey_mod
+    from cloudcov.campaign import ExposureSpec, survey_task
+
+    spec = ExposureSpec(str(tmp_path) + os.sep, "171113_060000", "r", "v1", str(tmp_path))
+    opts = dict(out_dir=str(tmp_path / "out"), fmt="fits", params=dict(FAST), threads=1)
+
+    def refuse(*a, **k):
+        raise FileExistsError("output exists; pass --resume or --overwrite")
+
+    monkeypatch.setattr(survey_mod, "run_exposure", refuse)
+    rec = survey_task(spec, opts)
+    assert rec["status"] == "failed" and rec["retry"] is False and "--overwrite" in rec["error"]
+    monkeypatch.setattr(survey_mod, "run_exposure", lambda *a, **k: 1 / 0)
+    rec = survey_task(spec, opts)
+    assert rec["status"] == "failed" and rec.get("retry", True) and "ZeroDivisionError" in rec["error"]
+    with exclusive_lock(tmp_path / "out" / LOCK_DIR / spec.name):
+        rec = survey_task(spec, opts)
+    assert rec["status"] == "locked" and f"pid {os.getpid()}" in rec["error"]

@@ -334,8 +334,9 @@ def survey_task(spec, opts):
     dict
         ``exposure``, ``status`` (``"done"``, ``"skipped"``, ``"failed"`` or ``"locked"``),
         ``ccds``, ``stars``, ``seconds`` (wall), ``cpu_seconds`` (this process, all its
-        threads), ``host``, ``pid``, ``error``. Never raises: every
-        error becomes ``status="failed"`` with its message.
+        threads), ``host``, ``pid``, ``error``, and ``retry=False`` when retrying cannot
+        help (``run_exposure`` refused an existing output: a ``FileExistsError``). Never
+        raises: every error becomes ``status="failed"`` with its message.
     """
     from threadpoolctl import threadpool_limits
 
@@ -374,6 +375,9 @@ def survey_task(spec, opts):
     except OutputLockedError as exc:
         rec["status"] = "locked"
         rec["error"] = _error_text(exc)
+    except FileExistsError as exc:  # run_exposure refuses an existing output: no retry
+        rec["error"] = _error_text(exc)
+        rec["retry"] = False
     except Exception as exc:        # MemoryError included: one exposure never stops the rest
         rec["error"] = _error_text(exc)
     rec["error"] = rec["error"][:_ERROR_CHARS]
@@ -487,10 +491,9 @@ class _Task:
 
 
 def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per_worker=None,
-               scheduler=None, parsl_config=None, retries=2, resume=False, overwrite=False,
-               fmt="fits",
-               seed=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip", progress=None,
-               lock_wait=0.5, **params):
+               scheduler=None, parsl_config=None, retries=2, resume=False, fmt="fits",
+               overwrite=False, seed=None, max_memory=DEFAULT_MAX_MEMORY, compression="gzip",
+               progress=None, lock_wait=0.5, **params):
     """Run the afterburner on every exposure of a manifest (``cloudcov survey``).
 
     Parameters
@@ -523,13 +526,12 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     retries : int, optional
         Extra attempts of a failed exposure (default 2). Failed exposures are reported and
         never stop the others.
-    overwrite : bool, optional
-        Without ``resume``, recompute exposures whose complete output already exists and
-        replace it (``cloudcov exposure --overwrite``); otherwise such an exposure fails with
-        :class:`cloudcov.survey.OutputExistsError` and its output is kept.
     resume : bool, optional
         Skip exposures whose output is complete with these parameters
         (:func:`exposure_complete`), and resume unfinished ones from their finished CCDs.
+    overwrite : bool, optional
+        Passed to :func:`cloudcov.survey.run_exposure` where it has that parameter (replace an
+        existing output; without ``resume`` or ``overwrite`` it refuses one).
     fmt, seed, max_memory, compression
         As :func:`cloudcov.survey.run_exposure` (``seed`` None: each exposure's date seed).
     progress : bool or None, optional
@@ -587,8 +589,8 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
     driver = f"{socket.gethostname()}:{os.getpid()}"
     logw = _LogWriter(result.log_path)
     base_opts = dict(out_dir=os.fspath(out_dir), fmt=fmt, seed=seed, threads=threads,
-                     max_memory=int(max_memory), compression=compression, params=dict(params),
-                     overwrite=bool(overwrite))
+                     overwrite=bool(overwrite),
+                     max_memory=int(max_memory), compression=compression, params=dict(params))
     tasks = deque(_Task(s, wait=float(lock_wait)) for s in specs)
     deferred = []
     inflight = {}
@@ -667,7 +669,7 @@ def run_survey(manifest, out_dir, *, executor="local", workers=None, threads_per
                     task.attempts += 1
                     if rec["status"] == "done":
                         finish(task, rec, "done")
-                    elif task.attempts <= retries:
+                    elif task.attempts <= retries and rec.get("retry", True):
                         finish(task, rec, "retry")
                         tasks.append(task)
                     else:
