@@ -14,8 +14,10 @@ from threadpoolctl import threadpool_limits
 from . import _core
 from ._validate import as_dtype, as_float, as_image, as_int, as_mask, as_Np, same_shape
 from .errors import CloudCovWarning
+from .io.tables import catalog_columns
 from .infill import add_sky_noise, prelim_infill
 from .masks import gen_mask_static_psf, outest_bounds
+from .noise import check_thresholds, residual_noise, suggest_thresholds
 from .perstar import circle_mask
 from .psf import as_psf_model
 from .tiling import DEFAULT_MAX_MEMORY, plan_strips
@@ -35,8 +37,14 @@ OUTPUT_COLUMNS = {
 BIG_PSF_SIZE = 511
 
 
-def _catalog_columns(catalog, convention):
-    """Return (table, row, col, flux) from a table-like catalogue."""
+def _catalog_columns(catalog, convention, columns=None):
+    """Catalogue -> (table copy, row, col, flux, valid, convention) in image coordinates.
+
+    The position and flux columns and the convention come from
+    :func:`cloudcov.io.tables.catalog_columns`; an unstated convention warns. Masked or
+    non-finite positions/fluxes give ``valid = False`` (NaN in ``row``/``col``/``flux``);
+    units (QTable/Quantity columns) are dropped from the values read, not from the table.
+    """
     if isinstance(catalog, Table):
         table = catalog.copy(copy_data=True)
     elif isinstance(catalog, np.ndarray) and catalog.dtype.names:
@@ -48,23 +56,29 @@ def _catalog_columns(catalog, convention):
     else:
         raise TypeError("catalog: expected an astropy Table, a structured array, a dict of "
                         f"arrays or a DataFrame, got {type(catalog).__name__}")
-    for name in ("x", "y", "flux"):
-        if name not in table.colnames:
-            raise ValueError(f"catalog: missing column '{name}' (have {table.colnames})")
-    x = np.asarray(table["x"], dtype=np.float64)
-    y = np.asarray(table["y"], dtype=np.float64)
-    flux = np.asarray(table["flux"], dtype=np.float64)
-    if convention == "crowdsource":
-        row, col = x, y
-    elif convention == "photutils":
-        row, col = y, x
-    else:
-        raise ValueError(f"convention: expected 'crowdsource' (x = row) or 'photutils' "
-                         f"(x = column), got {convention!r}")
-    for name, a in (("x", x), ("y", y), ("flux", flux)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"catalog: column '{name}' contains NaN or infinite values")
-    return table, row, col, flux
+    xname, yname, fname, convention, implied = catalog_columns(
+        table.colnames, convention, columns, table.meta)
+    if not implied:
+        warnings.warn(f"catalog columns {xname!r}/{yname!r} do not say which is the row; "
+                      f"assuming convention='crowdsource' ({xname!r} = row = numpy axis 0). "
+                      f"Pass convention='crowdsource' or 'photutils' ({xname!r} = column) to "
+                      "silence this", CloudCovWarning, stacklevel=4)
+
+    def values(name):
+        col = table[name]
+        a = getattr(col, "value", col)                 # Quantity -> plain values
+        mask = np.ma.getmaskarray(a) if np.ma.isMaskedArray(a) else np.zeros(len(table), bool)
+        try:
+            v = np.array(np.ma.getdata(a), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"catalog: column {name!r} is not numeric ({col.dtype})") from exc
+        v[mask] = np.nan
+        return v
+
+    x, y, flux = values(xname), values(yname), values(fname)
+    row, col = (x, y) if convention == "crowdsource" else (y, x)
+    valid = np.isfinite(row) & np.isfinite(col) & np.isfinite(flux)
+    return table, row, col, flux, valid, convention
 
 
 def _empty_output(table):
@@ -114,7 +128,9 @@ class _Inputs:
 
     Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
     ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
-    coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype.
+    coordinates (``row`` = numpy axis 0) of the ``valid`` rows of ``table`` only (finite,
+    unmasked position and flux); ``dt`` is the working dtype; ``noise`` the residual noise
+    (:func:`cloudcov.noise.residual_noise`) that ``"auto"`` thresholds were scaled from.
     """
 
     image: np.ndarray
@@ -135,6 +151,10 @@ class _Inputs:
     row: np.ndarray
     col: np.ndarray
     flux: np.ndarray
+    valid: np.ndarray
+    convention: str
+    flux_floor: float
+    noise: float
 
 
 def _residual(inp):
@@ -204,7 +224,7 @@ def _prepare(inp, seed, sky_noise, julia_compat):
 
 
 def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
-           dtype, threads, convention):
+           dtype, threads, convention, columns=None, flux_floor=1e4):
     """Validate and normalise the inputs of process_ccd / prepare_ccd into an :class:`_Inputs`."""
     dt = as_dtype("dtype", dtype)
     image = as_image("image", image, dtype=np.float64, allow_nonfinite=True)
@@ -234,8 +254,21 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
         warnings.warn(f"gain {gain} is negative; using |gain| as CloudCovErr.jl does",
                       CloudCovWarning, stacklevel=3)
         gain = abs(gain)
+    noise = residual_noise(image, model, bad)
+    auto = {k: v for k, v in (("thr", thr), ("outthr", outthr), ("flux_floor", flux_floor))
+            if isinstance(v, str)}
+    for k, v in auto.items():
+        if v != "auto":
+            raise ValueError(f"{k}: expected a positive number or 'auto', got {v!r}")
+    if auto:
+        suggested = suggest_thresholds(noise)
+        thr, outthr, flux_floor = (suggested[k] if k in auto else v for k, v in
+                                   (("thr", thr), ("outthr", outthr), ("flux_floor", flux_floor)))
     thr = as_float("thr", thr, positive=True)
     outthr = as_float("outthr", outthr, positive=True)
+    flux_floor = as_float("flux_floor", flux_floor, positive=True)
+    if "thr" not in auto:
+        check_thresholds(thr, noise, stacklevel=3)
     Np = as_Np(Np)
     widx = as_int("widx", widx, minimum=1, odd=True)
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
@@ -244,15 +277,21 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = as_int("threads", threads, minimum=1)
     psf_model = as_psf_model(psf)
-    table, row, col, flux = _catalog_columns(catalog, convention)
+    table, row, col, flux, valid, convention = _catalog_columns(catalog, convention, columns)
+    if not valid.all():
+        warnings.warn(f"catalog: {int((~valid).sum())} of {valid.size} rows have a masked or "
+                      "non-finite position or flux; they are not processed (NaN outputs, "
+                      "dnt 64)", CloudCovWarning, stacklevel=3)
     return _Inputs(image=image, model=model, sky=sky, bad=bad, gain=gain, thr=thr, outthr=outthr,
                    Np=Np, widx=widx, widy=widy, max_memory=max_memory, dt=dt, threads=threads,
-                   psf_model=psf_model, table=table, row=row, col=col, flux=flux)
+                   psf_model=psf_model, table=table, row=row[valid], col=col[valid],
+                   flux=flux[valid], valid=valid, convention=convention, flux_floor=flux_floor,
+                   noise=noise)
 
 
 def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
                 widx=129, widy=None, dtype="float32", seed=0, sky_noise=True, julia_compat=False,
-                convention="crowdsource"):
+                convention=None, columns=None):
     """Steps 1-5 of :func:`process_ccd` alone: masks, infill, sky noise and padding.
 
     For inspecting what the afterburner sees (e.g. the stamps of a star, see
@@ -268,7 +307,7 @@ def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         As :func:`process_ccd`.
     """
     inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
-                 DEFAULT_MAX_MEMORY, dtype, 1, convention)
+                 DEFAULT_MAX_MEMORY, dtype, 1, convention, columns)
     return _prepare(inp, seed, sky_noise, julia_compat)
 
 
@@ -323,7 +362,7 @@ def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=2
 def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
                 widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY, dtype="float32", seed=0,
                 sky_noise=True, julia_compat=False, threads=None, progress=False,
-                convention="crowdsource", rlim=256, guard=True, flux_floor=1e4):
+                convention=None, columns=None, rlim=256, guard=True, flux_floor=1e4):
     """Run the LPI afterburner on one CCD: corrected fluxes and honest uncertainties.
 
     Parameters
@@ -334,11 +373,22 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Model image (sky + stars) of the photometry pipeline (crowdsource ``MOD``), finite.
     sky : (nrow, ncol) ndarray
         Sky/background model (crowdsource ``SKY``), finite.
-    catalog : astropy Table, structured array, dict of arrays or DataFrame
-        Detections with columns ``x``, ``y`` (0-based pixel coordinates, centres at
-        integers) and ``flux`` (ADU). See ``convention``. Stars off the image are allowed.
-    psf : ndarray, callable, crowdsource PSF or crowdsource PSF record
-        PSF stamp (odd, square, centred), ``psf(row, col, size) -> (size, size)``, a
+    catalog : astropy Table or QTable, structured array, dict of arrays or DataFrame
+        Detections: positions (0-based pixel coordinates, centres at integers) and fluxes
+        (ADU), found by name (:data:`cloudcov.io.tables.KNOWN_COLUMNS`): photutils'
+        ``x_fit``/``y_fit``/``flux_fit``, ``x_0``/``y_0``/``flux_0``,
+        ``xcentroid``/``ycentroid``/``flux`` (these imply ``convention="photutils"``), or
+        ``x``/``y``/``flux``; or named by ``columns``. Stars off the image are allowed.
+        Rows whose position or flux is masked or not finite (failed fits) are not processed:
+        they keep their row with NaN floats, ``kcond* = 0`` and ``dnt = 64``, and a
+        :class:`CloudCovWarning` counts them. Negative fluxes are processed: their hidden
+        pixels are those of a star of ``flux_floor`` (the static core mask uses ``|flux|``),
+        and ``cflux = flux + fdb_tot`` as for any star. Every input column is kept.
+    psf : ndarray, astropy/photutils model, callable, crowdsource PSF or PSF record
+        PSF stamp (odd, square, centred, any size: cropped or zero-padded), a photutils PSF
+        model (``ImagePSF``, ``CircularGaussianPRF``, ...) or astropy ``Fittable2DModel``
+        (evaluated on the pixel grid, :class:`cloudcov.psf.ModelPSF`),
+        ``psf(row, col, size) -> (size, size)``, a
         crowdsource PSF object, or a crowdsource ``serialize()`` record (DECaPS ``<CCD>_PSF``
         row; decoded from its stored stamp, see :class:`cloudcov.psf.CrowdsourcePSF`, which
         needs the optional ``crowdsourcephoto``). See :func:`cloudcov.as_psf_model`.
@@ -349,12 +399,16 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         non-finite values raise.
     dq : (nrow, ncol) integer or bool ndarray, optional
         Data-quality mask; nonzero pixels are masked (DECam ``ood``).
-    thr : float, optional
-        PSF masking threshold in ADU (default 20): pixels with ``flux * psf > thr`` are masked
-        for the covariance and hidden under their star (stars below ``flux_floor`` count as
-        ``flux_floor``).
-    outthr : float, optional
-        Residuals with ``|model - image| > outthr`` ADU are masked (default 20000).
+    thr : float or "auto", optional
+        PSF masking threshold in ADU (default 20, DECaPS2's): pixels with ``flux * psf > thr``
+        are masked for the covariance and hidden under their star (stars below ``flux_floor``
+        count as ``flux_floor``). ``"auto"``: twice the residual noise measured on the image
+        (:func:`cloudcov.noise.suggest_thresholds`; 20 ADU on a DECam sky). A numeric ``thr``
+        more than 5 times away from that value warns (:func:`cloudcov.noise.check_thresholds`)
+        with the measured noise and the suggested values.
+    outthr : float or "auto", optional
+        Residuals with ``|model - image| > outthr`` ADU are masked (default 20000; ``"auto"``:
+        1000 ``thr``, DECaPS2's ratio).
     Np : int, optional
         Odd stamp size (default 33).
     widx, widy : int, optional
@@ -377,26 +431,35 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Threads of the C++ kernels; None or 0 uses every core available to the process.
         Results are bitwise identical for any thread count.
     progress : bool, optional
-        Show a progress bar over strips (tqdm) on a terminal.
-    convention : {"crowdsource", "photutils"}, optional
-        Meaning of ``x``/``y``: crowdsource (default) has ``x`` = row (numpy axis 0); photutils
-        and astropy have ``x`` = column.
+        Show a progress bar over the stars (tqdm), advanced as each strip's stars are done.
+    convention : {"crowdsource", "photutils"} or None, optional
+        Meaning of ``x``/``y``: crowdsource has ``x`` = row (numpy axis 0); photutils and
+        astropy have ``x`` = column. None (default): implied by photutils column names, by
+        crowdsource-only columns (``passno``, ``fracflux``, ...) or by tables from cloudcov's
+        readers; otherwise ``"crowdsource"`` with a :class:`CloudCovWarning`.
+    columns : mapping, optional
+        ``{"x": ..., "y": ..., "flux": ...}`` (any subset): the catalogue's position and flux
+        column names, e.g. ``{"x": "X_IMAGE", "y": "Y_IMAGE", "flux": "FLUX_PSF"}`` (then pass
+        ``convention``; 1-based positions must be shifted first, see
+        :func:`cloudcov.io.read_catalog`).
     rlim : float, optional
         Squared radius (pixel^2) of the good-pixel circle (default 256).
     guard : bool, optional
         Condition-number guard of the per-star solve (default True; see
         :func:`cloudcov.cond_cov_est`).
-    flux_floor : float, optional
+    flux_floor : float or "auto", optional
         Stars fainter than this are masked as if they had this flux (default 1e4 ADU, the
-        DECaPS2 value; for other units scale it together with ``thr`` and ``outthr``).
+        DECaPS2 value; ``"auto"``: 500 ``thr``, DECaPS2's ratio).
 
     Returns
     -------
     astropy.table.Table
         Every input column plus ``cflux`` (= ``flux + fdb_tot``), ``dcflux``,
         ``dcflux_diag``, ``fdb_res``, ``fdb_pred``, ``cchi2`` (float32), ``kcond0``,
-        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8); ``meta`` holds the parameters,
-        the package version, the seed, infill statistics and timings.
+        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8); ``meta["cloudcov"]`` holds the
+        parameters (thresholds as used, ``"auto"`` resolved), the residual ``noise``, the
+        convention, ``n_invalid`` (rows not processed), the package version, the seed, infill
+        statistics and timings.
 
     Raises
     ------
@@ -414,14 +477,17 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
     """
     t_start = time.perf_counter()
-    flux_floor = as_float("flux_floor", flux_floor, positive=True)
     inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
-                 max_memory, dtype, threads, convention)
+                 max_memory, dtype, threads, convention, columns, flux_floor)
     del image, model, sky, catalog, dq
+    flux_floor = inp.flux_floor
     meta = _run_meta(inp, seed=seed, sky_noise=sky_noise, julia_compat=julia_compat,
-                     convention=convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
-    if len(inp.table) == 0:
+                     convention=inp.convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
+    if inp.flux.size == 0:
         out = _empty_output(inp.table)
+        out["dnt"][~inp.valid] = 64
+        for name in ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
+            out[name][~inp.valid] = np.nan
         out.meta.update(cloudcov=meta)
         return out
     prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
@@ -448,15 +514,15 @@ def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, fl
                 max_memory=inp.max_memory, dtype=inp.dt.name, gain=inp.gain,
                 sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
                 convention=convention, rlim=float(rlim), guard=bool(guard),
-                flux_floor=flux_floor,
+                flux_floor=flux_floor, noise=float(inp.noise), n_invalid=int((~inp.valid).sum()),
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
                 version=_core.__version__)
 
 
 def _star_psfs(inp):
     """PSF stamp of every star at its own position, ``(nstar, Np, Np)`` in the working dtype."""
-    psfs = np.empty((len(inp.table), inp.Np, inp.Np), dtype=inp.dt)
-    for k in range(len(inp.table)):
+    psfs = np.empty((inp.flux.size, inp.Np, inp.Np), dtype=inp.dt)
+    for k in range(inp.flux.size):
         psfs[k] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
     return psfs
 
@@ -470,7 +536,7 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     seconds spent in the kernel.
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
-    nstar = len(inp.table)
+    nstar = inp.flux.size
     circ = circle_mask(Np, rlim).astype(np.uint8)
     R, C = prep.ri + prep.pad_rows, prep.ci + prep.pad_cols
     res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
@@ -524,12 +590,18 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
 def _output_table(inp, res, meta):
     """Step 7: the input catalogue plus the LPI columns (``cflux = flux + fdb_pred - fdb_res``,
     eq. 9) in the dtypes of :data:`OUTPUT_COLUMNS`, with ``meta["cloudcov"]``."""
-    table = inp.table
+    table, valid = inp.table, inp.valid
     fdb_tot = res["fdb_pred"] - res["fdb_res"]
-    table["cflux"] = (inp.flux + fdb_tot).astype(np.float32)
-    for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
-        table[name] = res[name].astype(np.float32)
-    for name in ("kcond0", "kcond", "kpred", "dnt"):
-        table[name] = res[name].astype(OUTPUT_COLUMNS[name])
+    cols = {"cflux": inp.flux + fdb_tot}
+    cols.update((name, res[name]) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred",
+                                               "cchi2", "kcond0", "kcond", "kpred", "dnt"))
+    for name, a in cols.items():
+        dt = OUTPUT_COLUMNS[name]
+        # rows not processed (masked/non-finite position or flux): NaN floats, dnt 64
+        full = np.full(valid.size, np.nan if np.dtype(dt).kind == "f" else 0, dtype=dt)
+        if name == "dnt":
+            full[:] = 64
+        full[valid] = a
+        table[name] = full
     table.meta["cloudcov"] = meta
     return table
