@@ -430,8 +430,10 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     threads : int or None, optional
         Threads of the C++ kernels; None or 0 uses every core available to the process.
         Results are bitwise identical for any thread count.
-    progress : bool, optional
-        Show a progress bar over the stars (tqdm), advanced as each strip's stars are done.
+    progress : bool or None, optional
+        True: a progress bar over the stars (tqdm), advanced as each strip's stars are done.
+        None: the bar on a terminal, otherwise an INFO log line (logger ``"cloudcov"``) at
+        most every 30 s and at the end (batch jobs). False (default): neither.
     convention : {"crowdsource", "photutils"} or None, optional
         Meaning of ``x``/``y``: crowdsource has ``x`` = row (numpy axis 0); photutils and
         astropy have ``x`` = column. None (default): implied by photutils column names, by
@@ -552,16 +554,10 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
     ring_buf = np.empty(ring_len, dtype=dt)
     bim_buf = np.empty(bim_len, dtype=dt)
-    it = strips
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(strips, desc="cloudcov strips", unit="strip")
-        except ImportError:  # pragma: no cover
-            pass
+    report = _StarProgress(nstar, progress)
     t_lpi = 0.0
     done = np.zeros(nstar, bool)
-    for strip in it:
+    for strip in strips:
         sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
         if sel.size == 0:
             continue
@@ -581,10 +577,51 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         for name in res:
             res[name][sel] = out[name]
         done[sel] = True
+        report.update(sel.size)
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
                   sel.size, ring_rows, time.perf_counter() - t0)
+    report.close()
     assert done.all(), "internal error: a star was not assigned to any strip"
     return res, strips, t_lpi
+
+
+#: Seconds between progress log lines when no progress bar is shown.
+PROGRESS_LOG_SECONDS = 30.0
+
+
+class _StarProgress:
+    """Progress over the stars: a tqdm bar (``progress=True``, or None on a terminal) or an
+    INFO log line at most every :data:`PROGRESS_LOG_SECONDS` (None elsewhere: batch jobs)."""
+
+    def __init__(self, nstar, progress):
+        import sys
+
+        self.nstar, self.n, self.bar, self.log = nstar, 0, None, False
+        self.t0 = self.last = time.perf_counter()
+        tty = progress is None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        if progress or tty:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=nstar, desc="cloudcov", unit="star")
+            except ImportError:  # pragma: no cover
+                self.log = True
+        elif progress is None:
+            self.log = True
+
+    def update(self, n):
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.log:
+            now = time.perf_counter()
+            if now - self.last >= PROGRESS_LOG_SECONDS or self.n == self.nstar:
+                self.last = now
+                log.info("LPI: %d/%d stars (%.0f%%) in %.1f s", self.n, self.nstar,
+                         100.0 * self.n / max(self.nstar, 1), now - self.t0)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _output_table(inp, res, meta):
