@@ -477,6 +477,21 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     kept in a ring buffer); per-star covariance, pixel
     classes and conditioning (paper eqs. 4-10). Unlike CloudCovErr.jl, every star is
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
+
+    Examples
+    --------
+    The embedded example (a DSS plate run through crowdsource), thresholds scaled to its noise:
+
+    >>> import cloudcov
+    >>> from cloudcov.example import load_example
+    >>> ex = load_example()
+    >>> out = cloudcov.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"],
+    ...                            ex["psf"], ex["gain"], dq=ex["dq"], thr="auto", seed=0,
+    ...                            threads=1)
+    >>> len(out), int(((out["dnt"] & 64) != 0).sum())
+    (49, 0)
+    >>> round(out.meta["cloudcov"]["thr"] / out.meta["cloudcov"]["noise"], 6)
+    2.0
     """
     t_start = time.perf_counter()
     inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,

@@ -166,6 +166,14 @@ class ModelPSF:
     ``discretize_method="center"``. Any stamp size works (cloudcov evaluates ``Np`` pixels
     per star and 511 pixels at the CCD centre for the static core mask); outside an
     ``ImagePSF``'s data the model is 0. Calls from several threads at once are not supported.
+
+    Examples
+    --------
+    >>> from astropy.modeling.models import Gaussian2D
+    >>> psf = ModelPSF(Gaussian2D(x_stddev=1.5, y_stddev=1.5))
+    >>> stamp = psf(10.2, 20.7, 33)          # (row, col, size)
+    >>> stamp.shape, round(float(stamp.sum()), 4)
+    ((33, 33), 1.0)
     """
 
     def __init__(self, model, x_name=None, y_name=None, flux_name="flux"):

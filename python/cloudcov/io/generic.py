@@ -1,5 +1,7 @@
-"""Inputs of :func:`cloudcov.process_ccd` from any pipeline's FITS products (``cloudcov ccd
---image ... --model ... --sky ... --cat ... --psf ... --gain ...``)."""
+"""Inputs of :func:`cloudcov.process_ccd` from any pipeline's FITS products.
+
+Used by ``cloudcov ccd --image ... --model ... --sky ... --cat ... --psf ... --gain ...``.
+"""
 from __future__ import annotations
 
 import os
