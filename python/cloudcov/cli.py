@@ -279,12 +279,18 @@ def _ccd_generic(args):
     write_ccd_output(args.out, out, name, params=params, fmt=fmt, compression=args.compression,
                      info=dict(version=m["version"], files=files, noise=m["noise"],
                                seconds=m["seconds_total"]))
-    dnt = np.asarray(out["dnt"]).astype(np.int64)
-    print(f"cloudcov ccd {name}: {len(out)} stars in {time.perf_counter() - t0:.1f} s, "
-          f"dnt == 0: {int(np.sum(dnt == 0))}, unstable {int(np.sum(dnt & 64 != 0))}; "
-          f"residual noise {m['noise']:.3g}, thr {m['thr']:.3g}")
-    print(f"  output: {args.out}")
+    _ccd_summary(name, out, time.perf_counter() - t0, args.out,
+                 f"; residual noise {m['noise']:.3g}, thr {m['thr']:.3g}")
     return 0
+
+
+def _ccd_summary(name, out, seconds, path, extra=""):
+    """The one-line result of ``cloudcov ccd`` and the output path."""
+    dnt = np.asarray(out["dnt"]).astype(np.int64)
+    print(f"cloudcov ccd {name}: {len(out)} stars in {seconds:.1f} s, "
+          f"dnt == 0: {int(np.sum(dnt == 0))}, guard {int(np.sum(dnt & 4 != 0))}, "
+          f"unstable {int(np.sum(dnt & 64 != 0))}{extra}")
+    print(f"  output: {path}")
 
 
 def ccd(args):
@@ -315,11 +321,7 @@ def ccd(args):
     t0 = time.perf_counter()
     out = run_ccd(args.ccd, ooi=args.ooi, ood=args.ood, cat=args.cat, mod=args.mod, oow=args.oow,
                   out=args.out, seed=seed, **kw)
-    dnt = np.asarray(out["dnt"]).astype(np.int64)
-    print(f"cloudcov ccd {args.ccd}: {len(out)} stars in {time.perf_counter() - t0:.1f} s, "
-          f"dnt == 0: {int(np.sum(dnt == 0))}, guard {int(np.sum(dnt & 4 != 0))}, "
-          f"unstable {int(np.sum(dnt & 64 != 0))}")
-    print(f"  output: {args.out}")
+    _ccd_summary(args.ccd, out, time.perf_counter() - t0, args.out)
     return 0
 
 
