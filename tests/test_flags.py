@@ -50,7 +50,7 @@ def test_decode_dnt():
         assert d["psf_negative"].tolist() == [False, False, False, True, False]
         assert d["psf_neg_1e-3"].tolist() == [False, False, False, True, False]
         assert d["unstable"].tolist() == [False, False, False, False, True]
-    assert dnt_names(np.int8(-128 + 64)) == ["unstable", "unknown"]
+    assert dnt_names(np.int8(-128 + 64)) == ["unstable", "not_measured"]
     with pytest.raises(ValueError, match="integral"):
         decode_dnt(np.array([np.nan]))
 

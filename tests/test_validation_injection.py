@@ -62,16 +62,27 @@ def test_lpi_z_closer_to_unit_width(quick_run):
     conv, lpi = p["conventional"]["iqr_sigma"], p["lpi"]["iqr_sigma"]
     assert math.isfinite(conv) and math.isfinite(lpi)
     assert abs(lpi - 1) < abs(conv - 1)
-    # the plate grain is correlated: crowdsource's dflux is far too small
-    assert conv > 1.5
-    assert p["lpi"]["frac_abs_gt3"] < p["conventional"]["frac_abs_gt3"]
+    # the plate grain is correlated: crowdsource's dflux is far too small (full run 2.8;
+    # seeds 0-3 of the quick run 2.27-2.91)
+    assert conv > 2.0
+    # LPI near unit width: ~70 stars give IQR/1.349 a standard error ~0.11 (seeds 0-3:
+    # 0.96, 0.98, 1.31, 1.13)
+    assert 0.8 < lpi < 1.4
+    # target: |Z| > 3 for at most 0.4% of stars, i.e. < 0.3 of ~70 expected; the quick run
+    # holds at most 2 (seeds 0-3: 2, 0, 2, 0; conventional 14-28)
+    assert p["lpi"]["n_abs_gt3"] <= 2
+    assert p["lpi"]["frac_abs_gt3"] < p["conventional"]["frac_abs_gt3"] / 4
 
 
-def test_eq11_ratio_finite(quick_run):
+def test_eq11_ratio_nebulous(quick_run):
+    """Eq. 11 on the nebulous plate: the paper finds 0.95 (uncrowded fields 0.23, <= 0.3 is
+    the target there), i.e. the LPI correction f^b is a large part of the flux error. With
+    ~70 stars the ratio scatters by ~0.1-0.15 per quick run (seeds 0-3: std 0.69, 0.80, 0.49,
+    0.65; robust 0.49, 0.51, 0.42, 0.61): held above the uncrowded regime and below ~1."""
     _, data = quick_run
     p = data["fields"]["horsehead"]["summary"]["clean/isolated"]
-    for key in ("eq11_std", "eq11_robust"):
-        assert math.isfinite(p[key]) and 0 < p[key] < 5, (key, p[key])
+    assert 0.35 < p["eq11_std"] < 1.1, p["eq11_std"]
+    assert 0.3 < p["eq11_robust"] < 1.1, p["eq11_robust"]
 
 
 def test_per_star_arrays_consistent(quick_run):

@@ -1,5 +1,6 @@
 #include "cloudcov/lpi_stars.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,8 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
                                         "): its stamp leaves the padded image or the tile");
     }
     const Lapack& lp = lapack_table();
-    const int nt = resolve_threads(nthreads);
+    // one workspace per thread that has a star to work on
+    const int nt = static_cast<int>(std::min<idx>(resolve_threads(nthreads), std::max<idx>(b.n, 1)));
     struct Thread {
         Workspace ws;
         std::vector<double> data, stars, psf;
@@ -100,22 +102,35 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
                idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
                StarBatch<T> b, const StarOutputs& out, int nthreads) {
     const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
+    // Every bound is checked before it enters arithmetic, and in an order that cannot
+    // overflow for any int64 input (widths, strip bounds, ring rows, star rows near INT64_MAX
+    // or INT64_MIN used to wrap in wrow + Np - 1, the ring size product and origin()).
     require(Np >= 3 && Np % 2 == 1 && Np <= kMaxNp, "Np must be odd and in [3, 1023]");
     require(b.wrow >= 1 && b.wcol >= 1, "boxcar widths must be >= 1");
     require(0 <= in_r0 && in_r0 < in_r1 && in_r1 <= image.rows && 0 <= in_c0 && in_c0 < in_c1 &&
                 in_c1 <= image.cols,
             "strip rows/cols must lie inside the image");
-    require(in_r1 - in_r0 >= b.wrow + Np - 1 && in_c1 - in_c0 >= b.wcol + Np - 1,
+    const idx strip_rows = in_r1 - in_r0, strip_cols = in_c1 - in_c0;   // both in [1, image size]
+    require(b.wrow <= strip_rows && b.wcol <= strip_cols &&
+                strip_rows - b.wrow >= Np - 1 && strip_cols - b.wcol >= Np - 1,
             "strip smaller than one stamp plus its boxcar window");
-    const Image<const T> x(image.data + in_r0 * image.stride + in_c0, in_r1 - in_r0,
-                           in_c1 - in_c0, image.stride);
+    const Image<const T> x(image.data + in_r0 * image.stride + in_c0, strip_rows, strip_cols,
+                           image.stride);
     const idx orow = x.rows - b.wrow + 1, ocol = x.cols - b.wcol + 1;
     require(ring_rows >= Np && ring_rows <= orow, "ring_rows must be in [Np, strip output rows]");
-    require(ring_size >= Np * ring_rows * ocol * (2 * Np - 1), "ring buffer too small");
-    require(bimage_size >= orow * ocol, "bimage buffer too small");
+    idx need = 0;   // Np * ring_rows * ocol * (2 Np - 1), overflow-checked
+    require(checked_mul(Np * (2 * Np - 1), ring_rows, need) && checked_mul(need, ocol, need) &&
+                ring_size >= need,
+            "ring buffer too small");
+    require(checked_mul(orow, ocol, need) && bimage_size >= need, "bimage buffer too small");
     const idx drow = (b.wrow - 1) / 2;
-    for (idx k = 1; k < b.n; ++k)
-        require(b.rows[k] >= b.rows[k - 1], "stars must be sorted by row");
+    for (idx k = 0; k < b.n; ++k) {
+        // origin() below subtracts the strip offset: keep rows inside the padded image first
+        require(b.rows[k] >= 0 && b.rows[k] < b.resid.rows,
+                "star " + std::to_string(k) + " at padded row " + std::to_string(b.rows[k]) +
+                    " is outside the padded image (" + std::to_string(b.resid.rows) + " rows)");
+        if (k > 0) require(b.rows[k] >= b.rows[k - 1], "stars must be sorted by row");
+    }
 
     Image<T> bimage(bimage_buf, orow, ocol);
     boxcar_sum<T, T>(x, b.wrow, b.wcol, bimage);

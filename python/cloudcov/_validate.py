@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import numbers
+import os
+import warnings
 
 import numpy as np
+
+from .errors import CloudCovWarning
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -139,11 +143,33 @@ def as_float(name: str, v, *, positive: bool = False, finite: bool = True) -> fl
     return v
 
 
+def available_cores() -> int:
+    """Cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def cap_threads(n: int, *, stacklevel: int = 3) -> int:
+    """``min(n, available_cores())``, with a CloudCovWarning when the request is lowered.
+
+    Per-thread workspaces are allocated for every thread, so an unbounded request would make
+    memory depend on it (``threads=10**5`` used to allocate gigabytes).
+    """
+    cores = available_cores()
+    if n > cores:
+        warnings.warn(f"threads: {n} requested but only {cores} cores are available; using {cores}",
+                      CloudCovWarning, stacklevel=stacklevel)
+        return cores
+    return n
+
+
 def as_threads(v) -> int:
-    """Check a thread count (0 = all cores, None = 1)."""
+    """Check a thread count (0 = all cores, None = 1), capped at the available cores."""
     if v is None:
         return 1
-    return as_int("threads", v, minimum=0, maximum=INT32_MAX)
+    v = as_int("threads", v, minimum=0, maximum=INT32_MAX)
+    return v if v == 0 else cap_threads(v, stacklevel=4)
 
 
 def as_rng(name: str, rng) -> np.random.Generator:

@@ -59,7 +59,7 @@ def from_photutils(image, result, psf_model=None, sky=0.0, *, gain, mask=None,
         ``x_fit``/``y_fit``/``flux_fit`` imply ``convention="photutils"``: x = column),
         ``psf`` (:class:`cloudcov.psf.ModelPSF`), ``gain`` and ``dq`` (uint8 or None):
         ``cloudcov.process_ccd(**inputs, thr=...)``. Rows whose fit failed (non-finite
-        ``flux_fit``) are kept and not processed (``dnt`` 64).
+        ``flux_fit``) are kept and not measured (``dnt`` bit 128).
 
     Raises
     ------

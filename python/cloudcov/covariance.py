@@ -27,6 +27,21 @@ def _widths(widx, widy, shape=None, name_x="widx", name_y="widy"):
     return widx, widy
 
 
+class ShiftStack(np.ndarray):
+    """A shifted-product stack (a numpy array) that records the boxcar widths it sums over.
+
+    :func:`shift_stack` returns its stack as this subclass (a view, no copy) with
+    ``widths = (widx, widy)``; :func:`build_cov` refuses other widths instead of returning a
+    wrongly normalised covariance. Slices keep the record; arrays from elsewhere have none
+    (``widths`` is None) and cannot be checked.
+    """
+
+    widths = None
+
+    def __array_finalize__(self, obj):
+        self.widths = getattr(obj, "widths", None)
+
+
 def boxcar(image, widx, widy=None, *, mean=False):
     """Boxcar sums (or means) of an image over its valid region, by running sums.
 
@@ -135,7 +150,9 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
     -------
     bimage : (nrow - widx + 1, ncol - widy + 1) ndarray, dtype of ``image``
         Boxcar sums of ``image`` (valid region).
-    stack : (Np, nrow - widx + 1, ncol - widy + 1, 2 Np - 1) ndarray, dtype of ``image``
+    stack : (Np, nrow - widx + 1, ncol - widy + 1, 2 Np - 1) ShiftStack, dtype of ``image``
+        A numpy array recording ``widths = (widx, widy)`` for :func:`build_cov` (``out[1]`` is
+        returned as given; it records the widths when it is itself a ShiftStack).
         ``stack[drow, r, c, dcol + Np - 1]`` = sum over the window at (r, c) of
         ``image[i, j] * image[i + drow, j + dcol]`` for ``0 <= drow < Np``,
         ``|dcol| < Np`` (negative ``drow``: the mirror entry, see :func:`stack_value`).
@@ -163,7 +180,7 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
     sshape = (Np,) + shape + (2 * Np - 1,)
     if out is None:
         bimage = np.empty(shape, dtype=image.dtype)
-        stack = np.empty(sshape, dtype=image.dtype)
+        stack = np.empty(sshape, dtype=image.dtype).view(ShiftStack)
     else:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"out: expected a tuple (bimage, stack) of two arrays, got {type(out).__name__}")
@@ -174,6 +191,8 @@ def shift_stack(image, Np=33, widx=129, widy=None, *, threads=1, out=None):
                 raise ValueError(f"{name}: expected a writeable C-contiguous {image.dtype} array "
                                  f"of shape {shp}")
     _core.shift_stack(image, Np, widx, widy, bimage, stack, threads)
+    if isinstance(stack, ShiftStack):
+        stack.widths = (widx, widy)
     return bimage, stack
 
 
@@ -191,7 +210,8 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     Np : int
         Odd stamp size.
     widx, widy : int
-        The boxcar widths used for the stack.
+        The boxcar widths used for the stack (``widy`` defaults to ``widx``); a stack from
+        :func:`shift_stack` records them and other values are refused.
     julia_compat : bool, optional
         Reproduce CloudCovErr.jl v0.9.2 exactly: arithmetic in the stack precision in Julia's
         order, and the mean returned as ``sqrt(mu * mu) = |mu|``. Default: float64 arithmetic
@@ -208,12 +228,14 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     Raises
     ------
     ValueError
-        Inconsistent shapes, a stamp that leaves ``bimage``, or ``widx = widy = 1``.
+        Inconsistent shapes, a stamp that leaves ``bimage``, ``widx = widy = 1``, or widths
+        other than those the stack records (:class:`ShiftStack`).
 
     Notes
     -----
     Mirrors CloudCovErr.jl ``build_cov!`` (src/perstar.jl) after its "fix mu bug" commit.
     """
+    recorded = getattr(stack, "widths", None)
     bimage = as_image("bimage", bimage, allow_nonfinite=True)
     stack = as_image("stack", stack, ndim=4, allow_nonfinite=True)
     Np = as_Np(Np)
@@ -221,6 +243,9 @@ def build_cov(bimage, stack, row, col, Np, widx, widy=None, *, julia_compat=Fals
     if widx * widy < 2:
         raise ValueError("widx, widy: the N/(N-1) normalisation needs N = widx * widy >= 2 "
                          "boxcar samples, got widx = widy = 1")
+    if recorded is not None and tuple(recorded) != (widx, widy):
+        raise ValueError(f"widx, widy: ({widx}, {widy}) differ from the boxcar widths "
+                         f"{tuple(recorded)} the stack was computed with (shift_stack)")
     if stack.dtype != bimage.dtype:
         raise TypeError(f"stack: dtype {stack.dtype} != bimage dtype {bimage.dtype}")
     if stack.shape != (Np,) + bimage.shape + (2 * Np - 1,):

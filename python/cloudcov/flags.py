@@ -50,7 +50,7 @@ DECAPS_BAD_FLAGS = (2**1 | 2**2 | 2**3 | 2**4 | 2**5 | 2**6 | 2**8
 #: Short names of the ``dnt`` bits (meanings in :data:`cloudcov.perstar.DNT_BITS`).
 DNT_NAMES = {
     "few_good": 1, "ring_forced": 2, "guard": 4, "psf_negative": 8, "psf_neg_1e-3": 16,
-    "psf_neg_1e-1": 32, "unstable": 64,
+    "psf_neg_1e-1": 32, "unstable": 64, "not_measured": 128,
 }
 
 
@@ -152,8 +152,9 @@ def decode_dnt(dnt):
     -------
     dict of str -> ndarray of bool
         One entry per :data:`DNT_NAMES` key (``few_good`` 1, ``ring_forced`` 2, ``guard`` 4,
-        ``psf_negative`` 8, ``psf_neg_1e-3`` 16, ``psf_neg_1e-1`` 32, ``unstable`` 64; the
-        meanings are :data:`cloudcov.DNT_BITS`) and ``unknown`` (bit 7).
+        ``psf_negative`` 8, ``psf_neg_1e-3`` 16, ``psf_neg_1e-1`` 32, ``unstable`` 64,
+        ``not_measured`` 128 (the int8 sign bit); the meanings are :data:`cloudcov.DNT_BITS`)
+        and ``unknown`` (always False: every bit of the byte is named; kept for callers).
 
     Raises
     ------
@@ -168,7 +169,7 @@ def decode_dnt(dnt):
         raise TypeError(f"dnt: expected integers, got dtype {a.dtype}")
     u = a.astype(np.int64) & 0xFF
     out = {name: (u & bit) != 0 for name, bit in DNT_NAMES.items()}
-    out["unknown"] = (u & 128) != 0
+    out["unknown"] = np.zeros(u.shape, bool)
     return out
 
 
@@ -184,7 +185,7 @@ def dnt_names(value):
     list of str
     """
     u = int(value) & 0xFF
-    return [name for name, bit in DNT_NAMES.items() if u & bit] + (["unknown"] if u & 128 else [])
+    return [name for name, bit in DNT_NAMES.items() if u & bit]
 
 
 def decaps_ok(table, *, bad_flags=DECAPS_BAD_FLAGS, min_cchi2_per_kcond=0.7, max_rchi2=100.0,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -12,10 +11,11 @@ from astropy.table import Table
 from threadpoolctl import threadpool_limits
 
 from . import _core
-from ._validate import as_dtype, as_float, as_image, as_int, as_mask, as_Np, same_shape
+from ._validate import (as_dtype, as_float, as_image, as_int, as_mask, as_Np, available_cores,
+                        cap_threads, same_shape)
 from .errors import CloudCovWarning
-from .io.tables import catalog_columns
 from .infill import add_sky_noise, prelim_infill
+from .io.tables import catalog_columns
 from .masks import gen_mask_static_psf, outest_bounds
 from .noise import check_thresholds, residual_noise, suggest_thresholds
 from .perstar import circle_mask
@@ -33,17 +33,21 @@ OUTPUT_COLUMNS = {
     "kcond0": np.int32, "kcond": np.int32, "kpred": np.int32, "dnt": np.int8,
 }
 
+#: dnt bit of stars that are not measured (stamp off the image, or NaN/inf/masked x, y, flux).
+#: It is the sign bit of the int8 column: those stars have ``dnt < 0``.
+DNT_NOT_MEASURED = 128
+
 #: Size of the static PSF stamp used to mask bright stars (CloudCovErr.jl: 511).
 BIG_PSF_SIZE = 511
 
 
 def _catalog_columns(catalog, convention, columns=None):
-    """Catalogue -> (table copy, row, col, flux, valid, convention) in image coordinates.
+    """Return (table, row, col, flux, usable, convention) from a table-like catalogue;
+    ``usable`` marks rows whose x, y and flux are finite and not masked.
 
     The position and flux columns and the convention come from
-    :func:`cloudcov.io.tables.catalog_columns`; an unstated convention warns. Masked or
-    non-finite positions/fluxes give ``valid = False`` (NaN in ``row``/``col``/``flux``);
-    units (QTable/Quantity columns) are dropped from the values read, not from the table.
+    :func:`cloudcov.io.tables.catalog_columns` (photutils names imply ``"photutils"``); an
+    unstated convention warns. Units of Quantity columns are dropped from the values read.
     """
     if isinstance(catalog, Table):
         table = catalog.copy(copy_data=True)
@@ -56,35 +60,62 @@ def _catalog_columns(catalog, convention, columns=None):
     else:
         raise TypeError("catalog: expected an astropy Table, a structured array, a dict of "
                         f"arrays or a DataFrame, got {type(catalog).__name__}")
-    xname, yname, fname, convention, implied = catalog_columns(
-        table.colnames, convention, columns, table.meta)
+    names = catalog_columns(table.colnames, convention, columns, table.meta)
+    xname, yname, fname, convention, implied = names
     if not implied:
         warnings.warn(f"catalog columns {xname!r}/{yname!r} do not say which is the row; "
                       f"assuming convention='crowdsource' ({xname!r} = row = numpy axis 0). "
                       f"Pass convention='crowdsource' or 'photutils' ({xname!r} = column) to "
                       "silence this", CloudCovWarning, stacklevel=4)
-
-    def values(name):
+    cols, usable = {}, np.ones(len(table), bool)
+    for key, name in (("x", xname), ("y", yname), ("flux", fname)):
         col = table[name]
-        a = getattr(col, "value", col)                 # Quantity -> plain values
-        mask = np.ma.getmaskarray(a) if np.ma.isMaskedArray(a) else np.zeros(len(table), bool)
+        data = getattr(col, "value", col)               # Quantity -> plain values
         try:
-            v = np.array(np.ma.getdata(a), dtype=np.float64)
+            cols[key] = np.asarray(np.ma.getdata(data), dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"catalog: column {name!r} is not numeric ({col.dtype})") from exc
-        v[mask] = np.nan
-        return v
-
-    x, y, flux = values(xname), values(yname), values(fname)
+            raise TypeError(f"catalog: column '{name}' is not numeric ({exc})") from exc
+        usable &= np.isfinite(cols[key]) & ~np.ma.getmaskarray(col)
+    x, y, flux = cols["x"], cols["y"], cols["flux"]
     row, col = (x, y) if convention == "crowdsource" else (y, x)
-    valid = np.isfinite(row) & np.isfinite(col) & np.isfinite(flux)
-    return table, row, col, flux, valid, convention
+    return table, row, col, flux, usable, convention
 
 
-def _empty_output(table):
-    for name, dt in OUTPUT_COLUMNS.items():
-        table[name] = np.zeros(len(table), dtype=dt)
-    return table
+def _row_list(idx, limit=10):
+    """``"3, 17, 20"`` (catalogue row numbers, at most ``limit`` then ``...``)."""
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return shown + (", ..." if len(idx) > limit else "")
+
+
+def _measurable(row, col, usable, shape, Np, stacklevel=4):
+    """Stars whose Np x Np stamp overlaps the image and whose x, y, flux are usable.
+
+    The others are not measured (dnt bit 128, NaN outputs): padding the image out to them
+    would make memory and time depend on catalogue positions. Warns with their count.
+    """
+    h = (Np - 1) // 2
+    ri, ci = _centres(row, usable), _centres(col, usable)
+    overlap = usable & (ri + h >= 0) & (ri - h < shape[0]) & (ci + h >= 0) & (ci - h < shape[1])
+    off = np.flatnonzero(usable & ~overlap)
+    unusable = np.flatnonzero(~usable)
+    if off.size or unusable.size:
+        parts = []
+        if off.size:
+            parts.append(f"{off.size} whose {Np}x{Np} stamp does not overlap the {shape[0]}x{shape[1]} "
+                         f"image (rows {_row_list(off)})")
+        if unusable.size:
+            parts.append(f"{unusable.size} with NaN, infinite or masked x, y or flux "
+                         f"(rows {_row_list(unusable)})")
+        warnings.warn(f"catalog: {off.size + unusable.size} of {len(row)} stars not measured: "
+                      + "; ".join(parts) + f" (NaN outputs, dnt bit {DNT_NOT_MEASURED})",
+                      CloudCovWarning, stacklevel=stacklevel)
+    return overlap
+
+
+def _centres(v, usable):
+    """Stamp centres ``rint(v)`` as int64 (0 for unusable rows; far values clipped to
+    +-2**62 so that the cast is exact and later arithmetic cannot overflow)."""
+    return np.where(usable, np.rint(np.clip(np.where(usable, v, 0.0), -2.0**62, 2.0**62)), 0).astype(np.int64)
 
 
 @dataclass
@@ -107,7 +138,11 @@ class PreparedCCD:
     pad_rows, pad_cols : int
         Padding added on each side; padded pixel (r + pad_rows, c + pad_cols) is image (r, c).
     ri, ci : ndarray of int64
-        Stamp centres ``rint(row)``, ``rint(col)`` in image coordinates.
+        Stamp centres ``rint(row)``, ``rint(col)`` in image coordinates (0 for stars with
+        NaN, infinite or masked positions; clipped to +-2**62).
+    measured : ndarray of bool
+        Stars whose stamp overlaps the image and whose x, y, flux are finite and unmasked;
+        the others are not measured (dnt bit 128) and do not widen the padding.
     """
 
     image: np.ndarray
@@ -120,6 +155,7 @@ class PreparedCCD:
     pad_cols: int
     ri: np.ndarray
     ci: np.ndarray
+    measured: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -127,10 +163,11 @@ class _Inputs:
     """Validated, normalised inputs of :func:`process_ccd` / :func:`prepare_ccd` (``_setup``).
 
     Images are float64 and C-contiguous (the caller's arrays when already so; never modified);
-    ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
-    coordinates (``row`` = numpy axis 0) of the ``valid`` rows of ``table`` only (finite,
-    unmasked position and flux); ``dt`` is the working dtype; ``noise`` the residual noise
-    (:func:`cloudcov.noise.residual_noise`) that ``"auto"`` thresholds were scaled from.
+    ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``usable``
+    marks catalogue rows with finite, unmasked x, y and flux (they enter the static-PSF mask),
+    ``measured`` those of them whose stamp overlaps the image (they are processed); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
+    coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype; ``noise`` the residual
+    noise (:func:`cloudcov.noise.residual_noise`) that ``"auto"`` thresholds are scaled from.
     """
 
     image: np.ndarray
@@ -151,10 +188,11 @@ class _Inputs:
     row: np.ndarray
     col: np.ndarray
     flux: np.ndarray
-    valid: np.ndarray
-    convention: str
-    flux_floor: float
-    noise: float
+    usable: np.ndarray
+    measured: np.ndarray
+    convention: str = "crowdsource"
+    flux_floor: float = 1e4
+    noise: float = float("nan")
 
 
 def _residual(inp):
@@ -166,16 +204,29 @@ def _masks(inp, resid):
     """Step 2: ``inp.bad`` |= static-PSF cores | outliers (|resid| > outthr or not finite).
 
     Returns the pixels whose residual is not finite (they are set to 0 in ``resid``).
+    Raises ValueError naming each mask's share when no pixel is left.
     """
     nrow, ncol = inp.image.shape
     psf_big = inp.psf_model(nrow // 2, ncol // 2, BIG_PSF_SIZE)
     psf_small = inp.psf_model(nrow // 2, ncol // 2, inp.Np)
-    gen_mask_static_psf(inp.bad, psf_big, psf_small, inp.row, inp.col, inp.flux, inp.thr)
     bad = inp.bad   # modified in place
+    n_dq = int(bad.sum())
+    u = inp.usable
+    static = np.zeros_like(bad)
+    gen_mask_static_psf(static, psf_big, psf_small, inp.row[u], inp.col[u], inp.flux[u], inp.thr)
+    bad |= static
     with np.errstate(invalid="ignore"):
-        bad |= ~(np.abs(resid) <= inp.outthr)          # also catches NaN residuals under dq
+        outlier = ~(np.abs(resid) <= inp.outthr)          # also catches NaN residuals under dq
+    bad |= outlier
     nonfin = ~np.isfinite(resid)
     resid[nonfin] = 0.0
+    if bad.all():
+        raise ValueError(
+            f"every one of the {bad.size} pixels is masked, nothing is left to learn the "
+            f"covariance from: dq flags {n_dq}, the static-PSF cores of the catalogue "
+            f"(thr = {inp.thr:g}) cover {int(static.sum())}, |model - image| > outthr "
+            f"(= {inp.outthr:g}) or non-finite: {int(outlier.sum())} "
+            f"({int(nonfin.sum())} non-finite)")
     return nonfin
 
 
@@ -191,7 +242,8 @@ def _prelim(inp, resid, nonfin, julia_compat):
 
 def _padding(inp, ri, ci):
     """Step 5 geometry: rows and columns of reflective padding on each side so that every
-    star's stamp and its covariance boxcar window lie inside the padded image."""
+    measured star's stamp and its covariance boxcar window lie inside the padded image (at
+    most ``Np - 1 + (wid - 1) // 2`` on each side: unmeasured stars do not count)."""
     nrow, ncol = inp.image.shape
     h = (inp.Np - 1) // 2
     pr = h + (inp.widx - 1) // 2 + outest_bounds(ri, nrow)
@@ -205,9 +257,8 @@ def _prepare(inp, seed, sky_noise, julia_compat):
     resid = _residual(inp)
     nonfin = _masks(inp, resid)
     resid_t, inf = _prelim(inp, resid, nonfin, julia_compat)
-    ri = np.rint(inp.row).astype(np.int64)
-    ci = np.rint(inp.col).astype(np.int64)
-    pr, pc = _padding(inp, ri, ci)
+    ri, ci = _centres(inp.row, inp.usable), _centres(inp.col, inp.usable)
+    pr, pc = _padding(inp, ri[inp.measured], ci[inp.measured])
     pad = ((pr, pr), (pc, pc))
     in_image = np.pad(inf.image, pad, mode="reflect")
     in_raw = np.ascontiguousarray(np.pad(resid_t, pad, mode="reflect"))
@@ -220,7 +271,8 @@ def _prepare(inp, seed, sky_noise, julia_compat):
         del in_sky
     in_image = np.ascontiguousarray(in_image, dtype=inp.dt)
     in_bad_u8 = np.ascontiguousarray(in_bad, dtype=np.uint8)
-    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, inp.bad, inf, pr, pc, ri, ci)
+    return PreparedCCD(in_image, in_raw, in_stars, in_bad_u8, inp.bad, inf, pr, pc, ri, ci,
+                       inp.measured)
 
 
 def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
@@ -272,21 +324,34 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
     Np = as_Np(Np)
     widx = as_int("widx", widx, minimum=1, odd=True)
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
+    _check_geometry(image.shape, Np, widx, widy)
     max_memory = as_int("max_memory", max_memory, minimum=1)
     if threads is None or threads == 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = as_int("threads", threads, minimum=1)
+        threads = available_cores()
+    threads = cap_threads(as_int("threads", threads, minimum=1), stacklevel=4)
     psf_model = as_psf_model(psf)
-    table, row, col, flux, valid, convention = _catalog_columns(catalog, convention, columns)
-    if not valid.all():
-        warnings.warn(f"catalog: {int((~valid).sum())} of {valid.size} rows have a masked or "
-                      "non-finite position or flux; they are not processed (NaN outputs, "
-                      "dnt 64)", CloudCovWarning, stacklevel=3)
+    table, row, col, flux, usable, convention = _catalog_columns(catalog, convention, columns)
+    measured = _measurable(row, col, usable, image.shape, Np)
     return _Inputs(image=image, model=model, sky=sky, bad=bad, gain=gain, thr=thr, outthr=outthr,
                    Np=Np, widx=widx, widy=widy, max_memory=max_memory, dt=dt, threads=threads,
-                   psf_model=psf_model, table=table, row=row[valid], col=col[valid],
-                   flux=flux[valid], valid=valid, convention=convention, flux_floor=flux_floor,
-                   noise=noise)
+                   psf_model=psf_model, table=table, row=row, col=col, flux=flux, usable=usable,
+                   measured=measured, convention=convention, flux_floor=flux_floor, noise=noise)
+
+
+def _check_geometry(shape, Np, widx, widy):
+    """Refuse stamps and boxcar windows larger than the image, and windows of one sample.
+
+    Larger ones would be filled by reflected copies of the image (repeated samples, singular
+    covariances); ``widx = widy = 1`` leaves N - 1 = 0 in the covariance normalisation.
+    """
+    for name, w, n, axis in (("Np", Np, shape[0], "rows"), ("Np", Np, shape[1], "columns"),
+                             ("widx", widx, shape[0], "rows"), ("widy", widy, shape[1], "columns")):
+        if w > n:
+            raise ValueError(f"{name}: {w} pixels is larger than the image ({n} {axis}, image "
+                             f"shape {shape}); use {name} <= {n}")
+    if widx * widy < 2:
+        raise ValueError("widx, widy: the N/(N-1) covariance normalisation needs N = widx * widy "
+                         ">= 2 boxcar samples, got widx = widy = 1")
 
 
 def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
@@ -378,12 +443,13 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         (ADU), found by name (:data:`cloudcov.io.tables.KNOWN_COLUMNS`): photutils'
         ``x_fit``/``y_fit``/``flux_fit``, ``x_0``/``y_0``/``flux_0``,
         ``xcentroid``/``ycentroid``/``flux`` (these imply ``convention="photutils"``), or
-        ``x``/``y``/``flux``; or named by ``columns``. Stars off the image are allowed.
-        Rows whose position or flux is masked or not finite (failed fits) are not processed:
-        they keep their row with NaN floats, ``kcond* = 0`` and ``dnt = 64``, and a
-        :class:`CloudCovWarning` counts them. Negative fluxes are processed: their hidden
-        pixels are those of a star of ``flux_floor`` (the static core mask uses ``|flux|``),
-        and ``cflux = flux + fdb_tot`` as for any star. Every input column is kept.
+        ``x``/``y``/``flux``; or named by ``columns``. Every input column is kept. Negative
+        fluxes are measured: their hidden pixels are those of a star of ``flux_floor`` (the
+        static core mask uses ``|flux|``), and ``cflux = flux + fdb_tot``. Stars whose Np x Np stamp overlaps
+        the image are measured (off-image stamp pixels are masked and reflected). Stars whose
+        stamp misses the image, or whose ``x``, ``y`` or ``flux`` is NaN, infinite or masked,
+        are not measured: NaN floats, zero counts, dnt bit 128, and one CloudCovWarning
+        naming their count and rows; they never change the padding, memory or time.
     psf : ndarray, astropy/photutils model, callable, crowdsource PSF or PSF record
         PSF stamp (odd, square, centred, any size: cropped or zero-padded), a photutils PSF
         model (``ImagePSF``, ``CircularGaussianPRF``, ...) or astropy ``Fittable2DModel``
@@ -428,8 +494,10 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         local mean, float32 arithmetic order in the covariance lookup, zero-including median
         in the infill fallback.
     threads : int or None, optional
-        Threads of the C++ kernels; None or 0 uses every core available to the process.
-        Results are bitwise identical for any thread count.
+        Threads of the C++ kernels; None or 0 uses every core available to the process
+        (``os.sched_getaffinity``). Larger requests are lowered to that with a
+        CloudCovWarning, so memory never depends on the request. Results are bitwise
+        identical for any thread count.
     progress : bool or None, optional
         True: a progress bar over the stars (tqdm), advanced as each strip's stars are done.
         None: the bar on a terminal, otherwise an INFO log line (logger ``"cloudcov"``) at
@@ -458,15 +526,17 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     astropy.table.Table
         Every input column plus ``cflux`` (= ``flux + fdb_tot``), ``dcflux``,
         ``dcflux_diag``, ``fdb_res``, ``fdb_pred``, ``cchi2`` (float32), ``kcond0``,
-        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8); ``meta["cloudcov"]`` holds the
-        parameters (thresholds as used, ``"auto"`` resolved), the residual ``noise``, the
-        convention, ``n_invalid`` (rows not processed), the package version, the seed, infill
-        statistics and timings.
+        ``kcond``, ``kpred`` (int32) and ``dnt`` (int8, bits in :data:`cloudcov.DNT_BITS`;
+        bit 128, not measured, is the sign bit); ``meta["cloudcov"]`` holds the parameters
+        (thresholds as used, ``"auto"`` resolved), the residual ``noise``, the convention,
+        the package version, the seed, infill statistics, ``n_not_measured`` and timings.
 
     Raises
     ------
     TypeError, ValueError
-        Invalid arrays (shape mismatch, NaN in the model, bad dtype), parameters or catalogue.
+        Invalid arrays (shape mismatch, NaN in the model, bad dtype), parameters or catalogue;
+        ``Np``, ``widx`` or ``widy`` larger than the image; ``widx = widy = 1``; every pixel
+        masked (the message gives the share of dq, the static-PSF cores and ``outthr``).
 
     Notes
     -----
@@ -500,13 +570,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     flux_floor = inp.flux_floor
     meta = _run_meta(inp, seed=seed, sky_noise=sky_noise, julia_compat=julia_compat,
                      convention=inp.convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
-    if inp.flux.size == 0:
-        out = _empty_output(inp.table)
-        out["dnt"][~inp.valid] = 64
-        for name in ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
-            out[name][~inp.valid] = np.nan
-        out.meta.update(cloudcov=meta)
-        return out
+    if not inp.measured.any():     # empty catalogue, or no star on the image
+        meta.update(n_not_measured=len(inp.table))
+        return _output_table(inp, _star_results(inp), meta)
     prep = _prepare(inp, seed, sky_noise, julia_compat)              # steps 1-5
     inp = replace(inp, image=None, model=None, sky=None)   # free the float64 copies before the stack
     t_prep = time.perf_counter() - t_start
@@ -516,6 +582,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     meta.update(nstrips=len(strips), ring_rows=int(max(s.ring_rows for s in strips)),
                 infill_rounds=prep.infill.rounds, infill_fallback=prep.infill.n_fallback,
                 n_masked=int(prep.mask.sum()), n_unstable=int(np.sum(res["dnt"] & 64 != 0)),
+                n_not_measured=int(np.sum(~inp.measured)),
                 n_guard=int(np.sum(res["dnt"] & 4 != 0)), threads=inp.threads,
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 seconds_total=round(time.perf_counter() - t_start, 3))
@@ -531,17 +598,29 @@ def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, fl
                 max_memory=inp.max_memory, dtype=inp.dt.name, gain=inp.gain,
                 sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
                 convention=convention, rlim=float(rlim), guard=bool(guard),
-                flux_floor=flux_floor, noise=float(inp.noise), n_invalid=int((~inp.valid).sum()),
+                flux_floor=flux_floor, noise=float(inp.noise),
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
                 version=_core.__version__)
 
 
 def _star_psfs(inp):
-    """PSF stamp of every star at its own position, ``(nstar, Np, Np)`` in the working dtype."""
-    psfs = np.empty((inp.flux.size, inp.Np, inp.Np), dtype=inp.dt)
-    for k in range(inp.flux.size):
-        psfs[k] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
+    """PSF stamp of every measured star at its own position, ``(nmeasured, Np, Np)`` in the
+    working dtype (catalogue order)."""
+    idx = np.flatnonzero(inp.measured)
+    psfs = np.empty((idx.size, inp.Np, inp.Np), dtype=inp.dt)
+    for j, k in enumerate(idx):
+        psfs[j] = inp.psf_model(inp.row[k], inp.col[k], inp.Np)
     return psfs
+
+
+def _star_results(inp):
+    """Per-star output buffers: NaN floats, zero counts, dnt bit 128 on unmeasured stars."""
+    nstar = len(inp.table)
+    res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
+    res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
+               kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
+    res["dnt"][~inp.measured] = np.uint8(DNT_NOT_MEASURED).view(np.int8)
+    return res
 
 
 def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, progress):
@@ -549,16 +628,16 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     with its stack kept in a ring buffer, and the per-star covariance, pixel classes and
     conditioning of the strip's stars (``_core.lpi_strip``).
 
-    Returns the per-star result arrays (float64 floats, NaN where unset), the strips and the
-    seconds spent in the kernel.
+    Returns the per-star result arrays of every catalogue row (float64 floats; unmeasured
+    stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips and the seconds
+    spent in the kernel.
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
-    nstar = inp.flux.size
     circ = circle_mask(Np, rlim).astype(np.uint8)
-    R, C = prep.ri + prep.pad_rows, prep.ci + prep.pad_cols
-    res = {name: np.full(nstar, np.nan) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")}
-    res.update(kcond0=np.zeros(nstar, np.int32), kcond=np.zeros(nstar, np.int32),
-               kpred=np.zeros(nstar, np.int32), dnt=np.zeros(nstar, np.int8))
+    stars = np.flatnonzero(inp.measured)            # psfs[j] is star stars[j]
+    R, C = prep.ri[stars] + prep.pad_rows, prep.ci[stars] + prep.pad_cols
+    flux = inp.flux[stars]
+    res = _star_results(inp)
     strips = plan_strips((int(R.min()), int(R.max()) + 1), (int(C.min()), int(C.max()) + 1),
                          Np, widx, widy, inp.max_memory, dt)
     nslot = int(_core.n_slots(Np))
@@ -569,9 +648,9 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     bim_len = max(s.col1 - s.col0 + Np - 1 for s in strips) * out_rows
     ring_buf = np.empty(ring_len, dtype=dt)
     bim_buf = np.empty(bim_len, dtype=dt)
-    report = _StarProgress(nstar, progress)
+    report = _StarProgress(stars.size, progress)
     t_lpi = 0.0
-    done = np.zeros(nstar, bool)
+    done = np.zeros(stars.size, bool)
     for strip in strips:
         sel = np.flatnonzero((C >= strip.col0) & (C < strip.col1))
         if sel.size == 0:
@@ -585,12 +664,12 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
             out = _core.lpi_strip(prep.image, a0, a1, b0, b1, ring_rows, ring_buf, bim_buf, Np,
                                   widx, widy, prep.raw, prep.stars, prep.bad,
                                   np.ascontiguousarray(R[sel]), np.ascontiguousarray(C[sel]),
-                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(inp.flux[sel]),
+                                  np.ascontiguousarray(psfs[sel]), np.ascontiguousarray(flux[sel]),
                                   circ, inp.thr, bool(julia_compat), True, bool(guard), inp.threads,
                                   flux_floor)
         t_lpi += time.perf_counter() - t0
         for name in res:
-            res[name][sel] = out[name]
+            res[name][stars[sel]] = out[name]
         done[sel] = True
         report.update(sel.size)
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", strip.col0, strip.col1,
@@ -642,18 +721,12 @@ class _StarProgress:
 def _output_table(inp, res, meta):
     """Step 7: the input catalogue plus the LPI columns (``cflux = flux + fdb_pred - fdb_res``,
     eq. 9) in the dtypes of :data:`OUTPUT_COLUMNS`, with ``meta["cloudcov"]``."""
-    table, valid = inp.table, inp.valid
+    table = inp.table
     fdb_tot = res["fdb_pred"] - res["fdb_res"]
-    cols = {"cflux": inp.flux + fdb_tot}
-    cols.update((name, res[name]) for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred",
-                                               "cchi2", "kcond0", "kcond", "kpred", "dnt"))
-    for name, a in cols.items():
-        dt = OUTPUT_COLUMNS[name]
-        # rows not processed (masked/non-finite position or flux): NaN floats, dnt 64
-        full = np.full(valid.size, np.nan if np.dtype(dt).kind == "f" else 0, dtype=dt)
-        if name == "dnt":
-            full[:] = 64
-        full[valid] = a
-        table[name] = full
+    table["cflux"] = (inp.flux + fdb_tot).astype(np.float32)
+    for name in ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2"):
+        table[name] = res[name].astype(np.float32)
+    for name in ("kcond0", "kcond", "kpred", "dnt"):
+        table[name] = res[name].astype(OUTPUT_COLUMNS[name])
     table.meta["cloudcov"] = meta
     return table

@@ -22,6 +22,8 @@ DNT_BITS = {
     16: "PSF min/max < -1e-3",
     32: "PSF min/max < -1e-1",
     64: "no stable solution: float outputs are NaN",
+    128: "not measured: the star's stamp does not overlap the image, or its x, y or flux is NaN, "
+         "infinite or masked; float outputs NaN, counts 0 (the int8 sign bit: dnt < 0)",
 }
 
 
@@ -158,7 +160,9 @@ class ConditionedStar:
     cchi2 : float
         chi^2 of the good pixels under the local covariance.
     dnt : int
-        Guard bits: 4 (float64 retry and/or regularisation), 64 (no stable solution, NaNs).
+        Guard bits: 4 (the guard changed the computation: float64 retry and/or
+        regularisation), 64 (no stable solution, NaNs; also, without bit 4, for a star with no
+        good or no hidden pixels).
     precision : int
         32 or 64: precision of the accepted solve (0 when none).
     reg : float

@@ -230,8 +230,9 @@ CondResult condition_star(const Source& src, const StarStamp& st, const CondOpti
         res.precision = std::is_same_v<T, float> ? 32 : 64;
         return res;
     }
-    if (!opt.guard || st.good.empty() || st.hidden.empty())
-        return fail(DNT_UNSTABLE | (opt.guard ? DNT_GUARD : 0));
+    // Nothing to condition on or nothing to predict: no retry can help, so the guard has not
+    // changed anything (bit 4 is only for solves it redid).
+    if (!opt.guard || st.good.empty() || st.hidden.empty()) return fail(DNT_UNSTABLE);
     if constexpr (std::is_same_v<T, float>) {
         res = CondResult();
         if (detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, true, ws.d, res)) {

@@ -11,10 +11,13 @@
 
 namespace cloudcov {
 
+// Threads to run: nthreads (0 = all cores), never more than the machine's cores, so that
+// per-thread workspaces cannot make memory depend on the request (results do not depend on
+// the thread count). The Python layer caps at the process's affinity and warns.
 inline int resolve_threads(int nthreads) {
-    if (nthreads > 0) return nthreads;
-    unsigned hc = std::thread::hardware_concurrency();
-    return hc == 0 ? 1 : static_cast<int>(hc);
+    const unsigned hc = std::thread::hardware_concurrency();
+    const int cores = hc == 0 ? 1 : static_cast<int>(std::min<unsigned>(hc, 1u << 20));
+    return nthreads > 0 ? std::min(nthreads, cores) : cores;
 }
 
 // Run fn(item, thread_id) for item in [0, n) on up to nthreads threads, handing out

@@ -15,6 +15,14 @@ inline bool checked_sub(idx a, idx b, idx& out) {
     return true;
 }
 
+// a * b for a, b >= 0 without signed overflow: false (out untouched) when it does not fit.
+inline bool checked_mul(idx a, idx b, idx& out) {
+    if (a < 0 || b < 0) return false;
+    if (a != 0 && b > std::numeric_limits<idx>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+
 // [start, start + len) lies inside [0, size), without overflow for any start.
 inline bool span_inside(idx start, idx len, idx size) {
     return start >= 0 && len >= 0 && len <= size && start <= size - len;
