@@ -140,6 +140,6 @@ def test_process_ccd_star_without_hidden_pixels_has_no_guard_bit():
     psf = np.full((7, 7), 1e-4)
     psf[3, 3] = 1e-3
     from astropy.table import Table
-    cat = Table({"x": [30.0], "y": [30.0], "flux": [1.0]})
+    cat = Table({"x": [30.0], "y": [30.0], "flux": [1.0]}, meta={"cloudcov_convention": "crowdsource"})
     out = cc.process_ccd(sky + img, sky, sky, cat, psf, 2.0, Np=7, widx=15, threads=1)
     assert out["kpred"][0] == 0 and out["dnt"][0] == 64

@@ -38,7 +38,7 @@ def small_ccd(seed=3, shape=(120, 100), n=6):
         R, C = int(np.rint(r)), int(np.rint(c))
         model[R - h:R + h + 1, C - h:C + h + 1] += f * psf
     image = model - correlated_field(rng, shape, amp=5.0, noise=2.0)
-    return image, model, sky, Table({"x": rows, "y": cols, "flux": flux}), psf, 2.0
+    return image, model, sky, Table({"x": rows, "y": cols, "flux": flux}, meta={"cloudcov_convention": "crowdsource"}), psf, 2.0
 
 
 KW = dict(Np=9, widx=21, threads=1, seed=0)
@@ -60,7 +60,7 @@ def clean(ccd):
 
 def _with_rows(cat, rows, cols, flux=1e4):
     extra = Table({"x": np.asarray(rows, float), "y": np.asarray(cols, float),
-                   "flux": np.full(len(rows), flux)})
+                   "flux": np.full(len(rows), flux)}, meta={"cloudcov_convention": "crowdsource"})
     from astropy.table import vstack
     return vstack([cat, extra])
 
@@ -207,7 +207,7 @@ def test_geometry_refused(ccd, kw, msg):
 
 def test_five_by_five_image_is_refused_with_the_reason():
     img = np.ones((5, 5))
-    cat = Table({"x": [2.0], "y": [2.0], "flux": [1e4]})
+    cat = Table({"x": [2.0], "y": [2.0], "flux": [1e4]}, meta={"cloudcov_convention": "crowdsource"})
     with pytest.raises(ValueError, match=r"Np: 33 pixels is larger than the image \(5 rows"):
         cc.process_ccd(img, img, img, cat, np.ones((3, 3)), 1.0)
     with pytest.raises(ValueError, match=r"widx: 129 pixels is larger than the image \(5 rows"):

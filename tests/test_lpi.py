@@ -97,7 +97,9 @@ def synthetic_ccd(rng, shape=(260, 200), n=25, sky_level=800.0, gain=4.0, offima
         if r0 < r1 and c0 < c1:
             model[r0:r1, c0:c1] += f * psf[r0 - R + h:r1 - R + h, c0 - C + h:c1 - C + h]
     image = rng.poisson(model * gain) / gain
-    return image, model, sky, Table({"x": rows, "y": cols, "flux": flux}), psf, gain
+    # x = row (crowdsource), recorded as cloudcov's readers do
+    return (image, model, sky, Table({"x": rows, "y": cols, "flux": flux},
+                                     meta={"cloudcov_convention": "crowdsource"}), psf, gain)
 
 
 def test_flat_background_changes_little(rng):
@@ -125,7 +127,7 @@ def test_conventions_and_offimage_stars(rng):
         np.testing.assert_array_equal(a[name], b[name])
     # a dict and a structured array give the same result
     c = cc.process_ccd(image, model, sky, {k: np.asarray(cat[k]) for k in cat.colnames}, psf, gain,
-                       threads=2)
+                       threads=2, convention="crowdsource")
     np.testing.assert_array_equal(a["cflux"], c["cflux"])
 
 
@@ -166,7 +168,7 @@ def test_bad_inputs(rng):
     dq = np.zeros(image.shape, np.int16)
     dq[5, 5] = 1     # a flagged NaN pixel is fine
     cc.process_ccd(nan_image, model, sky, cat, psf, gain, dq=dq)
-    with pytest.raises(ValueError, match="missing column 'flux'"):
+    with pytest.raises(ValueError, match="no position/flux columns"):
         cc.process_ccd(image, model, sky, Table({"x": cat["x"], "y": cat["y"]}), psf, gain)
     with pytest.raises(ValueError, match="convention"):
         cc.process_ccd(image, model, sky, cat, psf, gain, convention="fits")

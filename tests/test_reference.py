@@ -81,7 +81,7 @@ def synthetic_ccd(seed, shape=(70, 64)):
     dense = rng.random((21, 22)) < 0.96
     dq[block][dense] = 2              # dense mask: windows with ~10 good pixels
     image[20, 50] = model[20, 50] + 500.0   # outlier above outthr
-    cat = Table({"x": rows, "y": cols, "flux": flux})
+    cat = Table({"x": rows, "y": cols, "flux": flux}, meta={"cloudcov_convention": "crowdsource"})
     return image, model, sky, cat, psf, dq
 
 
@@ -106,7 +106,8 @@ def run_both(image, model, sky, cat, psf, gain, dq, n_off=0, **kw):
                                  dtype="float64", threads=1, **kw)
     finally:
         mp.undo()
-    msgs = [str(w.message) for w in caught]
+    # the synthetic fields use thresholds far from their noise on purpose: that warning aside
+    msgs = [str(w.message) for w in caught if "suggested by the residual noise" not in str(w.message)]
     if n_off:
         assert len(msgs) == 1 and f"{n_off} of {len(cat)} stars not measured" in msgs[0], msgs
     else:
@@ -167,7 +168,8 @@ def real_cutout():
     cat = ex["catalog"]
     x, y = np.asarray(cat["x"], float) - r0, np.asarray(cat["y"], float) - c0
     keep = (x > -6) & (x < n + 6) & (y > -6) & (y < n + 6)
-    sub = Table({"x": x[keep], "y": y[keep], "flux": np.asarray(cat["flux"], float)[keep]})
+    sub = Table({"x": x[keep], "y": y[keep], "flux": np.asarray(cat["flux"], float)[keep]},
+                meta={"cloudcov_convention": "crowdsource"})
     return (np.ascontiguousarray(ex["image"][sl]), np.ascontiguousarray(ex["model"][sl]),
             np.ascontiguousarray(ex["sky"][sl]), sub, stamp_psf(ex["psf"]), ex["gain"],
             np.ascontiguousarray(ex["dq"][sl]))

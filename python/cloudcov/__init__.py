@@ -27,6 +27,8 @@ from .masks import findmaxpsf, gen_mask_static_psf, outest_bounds
 from .perstar import (DNT_BITS, ConditionedStar, PixelClasses, circle_mask, cond_cov_est,
                       pixel_classes)
 from .psf import as_psf_model
+from .adapters import from_photutils
+from . import noise
 from . import tiling
 from .tiling import plan_strips
 
@@ -36,6 +38,7 @@ __version__ = _version()
 
 __all__ = [
     "process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",
+    "from_photutils",
     "CloudCovError", "CloudCovWarning", "NumericalError",
     "boxcar", "stack_value", "shift_stack", "build_cov", "local_covariance",
     "prelim_infill", "add_sky_noise", "InfillResult",

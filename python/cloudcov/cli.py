@@ -91,12 +91,19 @@ def demo(args):
     kw = dict(Np=args.Np, widx=args.widx, thr=args.thr)
     out = process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
                       ex["dq"], seed=args.seed, threads=args.threads,
-                      progress=sys.stderr.isatty(), **kw)
+                      progress=None, **kw)
     t_run = time.perf_counter() - t0
     outdir = pathlib.Path(args.out)
     cat_path = outdir / "horsehead_lpi.fits"
     write_fits_table(out, cat_path)
     fig_path = outdir / "horsehead_lpi.png"
+    if not args.no_figure:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("cloudcov demo: no figure (matplotlib is not installed: pip install "
+                  "\"cloudcov[plot]\")", file=sys.stderr)
+            args.no_figure = True
     if not args.no_figure:
         prep = prepare_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"],
                            ex["gain"], ex["dq"], seed=args.seed, **kw)
@@ -129,10 +136,12 @@ def demo(args):
 def _add_lpi_args(p):
     """The method and run flags shared by ``exposure`` and ``ccd`` (decaps2.jl names)."""
     g = p.add_argument_group("LPI parameters (decaps2.jl flags)")
-    g.add_argument("--thr", "-t", type=float, default=20.0,
-                   help="PSF-based masking threshold in ADU (default 20)")
-    g.add_argument("--outthr", type=float, default=20000.0,
-                   help="residual-based masking threshold in ADU (default 20000)")
+    g.add_argument("--thr", "-t", type=_number_or_auto, default=20.0,
+                   help="PSF-based masking threshold in ADU (default 20, DECam); 'auto' = twice "
+                        "the residual noise (generic inputs)")
+    g.add_argument("--outthr", type=_number_or_auto, default=20000.0,
+                   help="residual-based masking threshold in ADU (default 20000); 'auto' = "
+                        "1000 thr (generic inputs)")
     g.add_argument("--Np", "-p", type=int, default=33, help="stamp side, odd (default 33)")
     g.add_argument("--wx", "-w", type=int, default=129,
                    help="boxcar width along Julia x = numpy COLUMNS (cloudcov widy; default 129)")
@@ -170,9 +179,45 @@ def _add_lpi_args(p):
                    help="exposure seed (default YYMMDD*10**6 + HHMMSS from the date)")
 
 
+def _number_or_auto(text):
+    """argparse type: a float or the word ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def _add_generic_args(p):
+    """``cloudcov ccd --image ...``: any pipeline's FITS products."""
+    g = p.add_argument_group("any pipeline's FITS products (instead of --ooi/--ood/--mod)")
+    g.add_argument("--image", default=None, help="image IMG.fits[EXT] (ADU)")
+    g.add_argument("--model", default=None, help="model image (sky + stars) MOD.fits[EXT]")
+    g.add_argument("--sky", default=None,
+                   help="sky/background SKY.fits[EXT] or a constant (default 0)")
+    g.add_argument("--dq", default=None, help="data-quality image DQ.fits[EXT] (nonzero = bad)")
+    g.add_argument("--psf", default=None,
+                   help="PSF stamp PSF.fits[EXT]: odd, square, centred, any size")
+    g.add_argument("--gain", default=None, help="gain e-/ADU, or an image header keyword")
+    g.add_argument("--convention", choices=("crowdsource", "photutils"), default=None,
+                   help="catalogue x/y: crowdsource x = row, photutils x = column (default: "
+                        "from the column names; plain x/y warn and mean crowdsource)")
+    g.add_argument("--x-col", default=None, help="catalogue x column (default: by name)")
+    g.add_argument("--y-col", default=None, help="catalogue y column (default: by name)")
+    g.add_argument("--flux-col", default=None, help="catalogue flux column (default: by name)")
+    g.add_argument("--origin", type=int, choices=(0, 1), default=0,
+                   help="catalogue position of the first pixel's centre (1: FITS/SExtractor)")
+    g.add_argument("--flux-floor", type=_number_or_auto, default=1e4,
+                   help="faint-star mask floor in ADU (default 1e4); 'auto' = 500 thr")
+
+
 def _lpi_kwargs(args):
     from .survey import parse_bytes
 
+    if "auto" in (args.thr, args.outthr) and getattr(args, "image", None) is None:
+        raise ValueError("--thr/--outthr auto: only for generic inputs (--image ...); the "
+                         "DECam defaults fit DECam CP files")
     if args.tilex is not None or args.tiley is not None:
         logging.getLogger("cloudcov").info(
             "--tilex/--tiley ignored: cloudcov chooses tiles from --max-memory")
@@ -215,10 +260,77 @@ def exposure(args):
     return code
 
 
+def _ccd_generic(args):
+    """``cloudcov ccd --image ... --model ... --cat ... --psf ... --gain ...``: any pipeline."""
+    from . import process_ccd
+    from .io.generic import read_generic_inputs, split_ext
+    from .io.locking import exclusive_lock
+    from .io.output import format_of, write_ccd_output
+    from .survey import _refuse_existing, parse_bytes
+
+    missing = [f"--{n}" for n in ("model", "cat", "psf", "gain") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"--image needs {', '.join(missing)}")
+    fmt = format_of(args.out, args.format)
+    # same rules as the DECam path: no silent overwrite, one writer at a time
+    _refuse_existing(args.out, args.resume, args.overwrite)
+    with exclusive_lock(args.out):
+        return _ccd_generic_locked(args, fmt)
+
+
+def _ccd_generic_locked(args, fmt):
+    from . import process_ccd
+    from .io.generic import read_generic_inputs, split_ext
+    from .io.output import write_ccd_output
+    from .survey import parse_bytes
+
+    inputs = read_generic_inputs(args.image, args.model, args.cat, args.psf, args.gain,
+                                 sky=args.sky, dq=args.dq, convention=args.convention,
+                                 x=args.x_col, y=args.y_col, flux=args.flux_col,
+                                 origin=args.origin)
+    files = inputs.pop("files")
+    wx = args.wx
+    wy = wx if args.wy == -1 else args.wy
+    t0 = time.perf_counter()
+    out = process_ccd(**inputs, thr=args.thr, outthr=args.outthr,
+                      flux_floor=args.flux_floor, Np=args.Np, widx=wy, widy=wx,
+                      dtype="float32" if args.ftype == 32 else "float64",
+                      seed=0 if args.seed is None else args.seed, threads=args.threads or None,
+                      max_memory=parse_bytes(args.max_memory), progress=None)
+    name = args.ccd or str(split_ext(args.image)[1] or "IMAGE")
+    m = out.meta["cloudcov"]
+    params = {k: m[k] for k in ("thr", "outthr", "flux_floor", "Np", "widx", "widy", "dtype",
+                                "sky_noise", "julia_compat", "rlim", "guard", "convention",
+                                "seed")}
+    write_ccd_output(args.out, out, name, params=params, fmt=fmt, compression=args.compression,
+                     info=dict(version=m["version"], files=files, noise=m["noise"],
+                               seconds=m["seconds_total"]))
+    _ccd_summary(name, out, time.perf_counter() - t0, args.out,
+                 f"; residual noise {m['noise']:.3g}, thr {m['thr']:.3g}")
+    return 0
+
+
+def _ccd_summary(name, out, seconds, path, extra=""):
+    """The one-line result of ``cloudcov ccd`` and the output path."""
+    dnt = np.asarray(out["dnt"]).astype(np.int64)
+    print(f"cloudcov ccd {name}: {len(out)} stars in {seconds:.1f} s, "
+          f"dnt == 0: {int(np.sum(dnt == 0))}, guard {int(np.sum(dnt & 4 != 0))}, "
+          f"unstable {int(np.sum(dnt & 64 != 0))}{extra}")
+    print(f"  output: {path}")
+
+
 def ccd(args):
-    """``cloudcov ccd``: one CCD from explicit file names (proc_ccd)."""
+    """``cloudcov ccd``: one CCD from explicit file names (proc_ccd), or any pipeline's FITS
+    products (``--image``)."""
     import re
 
+    if args.image is not None:
+        return _ccd_generic(args)
+    missing = [f"--{n}" for n in ("ooi", "ood", "cat", "mod") if getattr(args, n) is None]
+    if missing or args.ccd is None:
+        raise ValueError("DECam/crowdsource inputs need the CCD name and --ooi --ood --cat --mod "
+                         f"(missing {', '.join(missing + ([] if args.ccd else ['CCD']))}); "
+                         "for other pipelines give --image --model --cat --psf --gain")
     from .io.output import format_of
     from .survey import date_seed, run_ccd
 
@@ -237,11 +349,7 @@ def ccd(args):
     t0 = time.perf_counter()
     out = run_ccd(args.ccd, ooi=args.ooi, ood=args.ood, cat=args.cat, mod=args.mod, oow=args.oow,
                   out=args.out, seed=seed, **kw)
-    dnt = np.asarray(out["dnt"]).astype(np.int64)
-    print(f"cloudcov ccd {args.ccd}: {len(out)} stars in {time.perf_counter() - t0:.1f} s, "
-          f"dnt == 0: {int(np.sum(dnt == 0))}, guard {int(np.sum(dnt & 4 != 0))}, "
-          f"unstable {int(np.sum(dnt & 64 != 0))}")
-    print(f"  output: {args.out}")
+    _ccd_summary(args.ccd, out, time.perf_counter() - t0, args.out)
     return 0
 
 
@@ -361,10 +469,23 @@ def main(argv=None):
     int
         Exit status (0 on success).
     """
-    ap = argparse.ArgumentParser(prog="cloudcov", description="LPI photometry afterburner")
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="cloudcov", description="LPI photometry afterburner: "
+                                 "corrected fluxes and honest uncertainties on structured "
+                                 "backgrounds (Saydjari & Finkbeiner 2022)")
+    ap.add_argument("--version", action="version", version=f"cloudcov {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = ap.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run on the embedded real example (DSS Horsehead + crowdsource)")
+    # -v also after the subcommand (SUPPRESS: an absent sub-option keeps the main one)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="log progress")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser("demo", parents=[verbose],
+                       help="run on the embedded real example (DSS Horsehead + crowdsource)",
+                       description="Run the afterburner on the embedded example (a DSS plate "
+                       "of the Horsehead nebula run through crowdsource); write the catalogue "
+                       "with the LPI columns and a figure, and print a summary.")
     d.add_argument("--out", default="cloudcov_demo", help="output directory (default ./cloudcov_demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of the infill noise (default 0)")
     d.add_argument("--threads", type=int, default=0, help="threads (default 0 = all cores)")
@@ -374,7 +495,8 @@ def main(argv=None):
                    help="PSF masking threshold in image units (default 1000, about 2 sigma of the "
                         "plate grain; DECam uses 20 ADU)")
     d.add_argument("--no-figure", action="store_true", help="skip the figure")
-    e = sub.add_parser("exposure", help="all CCDs of a DECam exposure (decaps2.jl)",
+    e = sub.add_parser("exposure", parents=[verbose],
+                       help="all CCDs of a DECam exposure (decaps2.jl)",
                        description="LPI on every CCD of one DECam exposure: CP files "
                        "BASE<DATE>_{ooi,oow,ood}_<FILT>_<VERS>.fits.fz, crowdsource files "
                        "BASECAT/cat/c4d_<DATE>_ooi_<FILT>_<VERS>.cat.fits and BASECAT/mod/"
@@ -387,15 +509,25 @@ def main(argv=None):
     e.add_argument("--ccdlist", "-c", nargs="+", default=None, help="only these CCDs")
     e.add_argument("--out", default=None, help="output folder (default BASECAT/cer)")
     _add_lpi_args(e)
-    c = sub.add_parser("ccd", help="one CCD from explicit file names (proc_ccd)")
-    c.add_argument("ccd", help="CCD name, e.g. S6")
-    c.add_argument("--ooi", required=True, help="CP image file")
-    c.add_argument("--ood", required=True, help="CP data-quality file")
+    c = sub.add_parser("ccd", parents=[verbose],
+                       help="one CCD from explicit files: DECam CP + crowdsource, or any pipeline",
+                       description="LPI on one CCD. DECam CP + crowdsource files: CCD --ooi "
+                       "--ood --cat --mod (proc_ccd). Any pipeline's FITS products: --image "
+                       "IMG.fits[EXT] --model MOD.fits[EXT] [--sky SKY.fits[EXT] | --sky VALUE] "
+                       "--cat CAT.fits[EXT] --psf PSF.fits[EXT] --gain G|KEYWORD [--dq "
+                       "DQ.fits[EXT]]; EXT is an extension name or index.")
+    c.add_argument("ccd", nargs="?", default=None,
+                   help="CCD name, e.g. S6 (DECam inputs; for --image: the output table name, "
+                        "default the image extension)")
+    c.add_argument("--ooi", default=None, help="CP image file")
+    c.add_argument("--ood", default=None, help="CP data-quality file")
     c.add_argument("--oow", default=None, help="CP inverse-variance file (for --cS7)")
-    c.add_argument("--cat", required=True, help="crowdsource catalogue file (.cat.fits)")
-    c.add_argument("--mod", required=True, help="crowdsource model file (.mod.fits)")
-    c.add_argument("--out", required=True,
-                   help="output file (.fits, or .h5/.hdf5 for HDF5; sets --format)")
+    c.add_argument("--cat", default=None,
+                   help="catalogue: crowdsource .cat.fits, or with --image any FITS table "
+                        "CAT.fits[EXT] (or HDF5 file[GROUP])")
+    c.add_argument("--mod", default=None, help="crowdsource model file (.mod.fits)")
+    _add_generic_args(c)
+    c.add_argument("--out", required=True, help="output file (.fits, or .h5/.hdf5 for HDF5; sets --format)")
     c.add_argument("--date", default=None,
                    help="exposure YYMMDD_HHMMSS for the seed (default: from the ooi file name)")
     _add_lpi_args(c)

@@ -16,10 +16,12 @@ from ._validate import (as_dtype, as_float, as_image, as_int, as_mask, as_Np, av
                         cap_threads, same_shape)
 from .errors import CloudCovWarning
 from .infill import add_sky_noise, prelim_infill
+from .io.tables import catalog_columns
 from .masks import gen_mask_static_psf, outest_bounds
+from .noise import check_thresholds, residual_noise, suggest_thresholds
 from .perstar import circle_mask
 from .psf import as_psf_model
-from .tiling import DEFAULT_MAX_MEMORY, progress_bar, sweep_plan
+from .tiling import DEFAULT_MAX_MEMORY, sweep_plan
 
 __all__ = ["process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS"]
 
@@ -34,9 +36,14 @@ DNT_NOT_MEASURED = 128
 BIG_PSF_SIZE = 511
 
 
-def _catalog_columns(catalog, convention):
-    """Return (table, row, col, flux, usable) from a table-like catalogue; ``usable`` marks rows
-    whose x, y and flux are finite and not masked."""
+def _catalog_columns(catalog, convention, columns=None):
+    """Return (table, row, col, flux, usable, convention) from a table-like catalogue;
+    ``usable`` marks rows whose x, y and flux are finite and not masked.
+
+    The position and flux columns and the convention come from
+    :func:`cloudcov.io.tables.catalog_columns` (photutils names imply ``"photutils"``); an
+    unstated convention warns. Units of Quantity columns are dropped from the values read.
+    """
     if isinstance(catalog, Table):
         table = catalog.copy(copy_data=True)
     elif isinstance(catalog, np.ndarray) and catalog.dtype.names:
@@ -48,26 +55,25 @@ def _catalog_columns(catalog, convention):
     else:
         raise TypeError("catalog: expected an astropy Table, a structured array, a dict of "
                         f"arrays or a DataFrame, got {type(catalog).__name__}")
-    for name in ("x", "y", "flux"):
-        if name not in table.colnames:
-            raise ValueError(f"catalog: missing column '{name}' (have {table.colnames})")
+    names = catalog_columns(table.colnames, convention, columns, table.meta)
+    xname, yname, fname, convention, implied = names
+    if not implied:
+        warnings.warn(f"catalog columns {xname!r}/{yname!r} do not say which is the row; "
+                      f"assuming convention='crowdsource' ({xname!r} = row = numpy axis 0). "
+                      f"Pass convention='crowdsource' or 'photutils' ({xname!r} = column) to "
+                      "silence this", CloudCovWarning, stacklevel=4)
     cols, usable = {}, np.ones(len(table), bool)
-    for name in ("x", "y", "flux"):
+    for key, name in (("x", xname), ("y", yname), ("flux", fname)):
         col = table[name]
+        data = getattr(col, "value", col)               # Quantity -> plain values
         try:
-            cols[name] = np.asarray(np.ma.getdata(col), dtype=np.float64)
+            cols[key] = np.asarray(np.ma.getdata(data), dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"catalog: column '{name}' is not numeric ({exc})") from exc
-        usable &= np.isfinite(cols[name]) & ~np.ma.getmaskarray(col)
+        usable &= np.isfinite(cols[key]) & ~np.ma.getmaskarray(col)
     x, y, flux = cols["x"], cols["y"], cols["flux"]
-    if convention == "crowdsource":
-        row, col = x, y
-    elif convention == "photutils":
-        row, col = y, x
-    else:
-        raise ValueError(f"convention: expected 'crowdsource' (x = row) or 'photutils' "
-                         f"(x = column), got {convention!r}")
-    return table, row, col, flux, usable
+    row, col = (x, y) if convention == "crowdsource" else (y, x)
+    return table, row, col, flux, usable, convention
 
 
 def _row_list(idx, limit=10):
@@ -156,7 +162,8 @@ class _Inputs:
     ``bad`` is a new bool copy of the dq mask (the mask step adds to it in place); ``usable``
     marks catalogue rows with finite, unmasked x, y and flux (they enter the static-PSF mask),
     ``measured`` those of them whose stamp overlaps the image (they are processed); ``row``, ``col``, ``flux`` are float64 catalogue columns in image
-    coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype.
+    coordinates (``row`` = numpy axis 0); ``dt`` is the working dtype; ``noise`` the residual
+    noise (:func:`cloudcov.noise.residual_noise`) that ``"auto"`` thresholds are scaled from.
     """
 
     image: np.ndarray
@@ -179,6 +186,9 @@ class _Inputs:
     flux: np.ndarray
     usable: np.ndarray
     measured: np.ndarray
+    convention: str = "crowdsource"
+    flux_floor: float = 1e4
+    noise: float = float("nan")
 
 
 def _residual(inp):
@@ -266,7 +276,7 @@ def _prepare(inp, seed, sky_noise, julia_compat):
 
 
 def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy, max_memory,
-           dtype, threads, convention):
+           dtype, threads, convention, columns=None, flux_floor=1e4):
     """Validate and normalise the inputs of process_ccd / prepare_ccd into an :class:`_Inputs`."""
     dt = as_dtype("dtype", dtype)
     # float32 and float64 inputs are used as given (no float64 copies: the steps that need
@@ -299,8 +309,21 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
         warnings.warn(f"gain {gain} is negative; using |gain| as CloudCovErr.jl does",
                       CloudCovWarning, stacklevel=3)
         gain = abs(gain)
+    noise = residual_noise(image, model, bad)
+    auto = {k: v for k, v in (("thr", thr), ("outthr", outthr), ("flux_floor", flux_floor))
+            if isinstance(v, str)}
+    for k, v in auto.items():
+        if v != "auto":
+            raise ValueError(f"{k}: expected a positive number or 'auto', got {v!r}")
+    if auto:
+        suggested = suggest_thresholds(noise)
+        thr, outthr, flux_floor = (suggested[k] if k in auto else v for k, v in
+                                   (("thr", thr), ("outthr", outthr), ("flux_floor", flux_floor)))
     thr = as_float("thr", thr, positive=True)
     outthr = as_float("outthr", outthr, positive=True)
+    flux_floor = as_float("flux_floor", flux_floor, positive=True)
+    if "thr" not in auto:
+        check_thresholds(thr, noise, stacklevel=3)
     Np = as_Np(Np)
     widx = as_int("widx", widx, minimum=1, odd=True)
     widy = widx if widy is None else as_int("widy", widy, minimum=1, odd=True)
@@ -310,12 +333,12 @@ def _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, wid
         threads = available_cores()
     threads = cap_threads(as_int("threads", threads, minimum=1), stacklevel=4)
     psf_model = as_psf_model(psf)
-    table, row, col, flux, usable = _catalog_columns(catalog, convention)
+    table, row, col, flux, usable, convention = _catalog_columns(catalog, convention, columns)
     measured = _measurable(row, col, usable, image.shape, Np)
     return _Inputs(image=image, model=model, sky=sky, bad=bad, gain=gain, thr=thr, outthr=outthr,
                    Np=Np, widx=widx, widy=widy, max_memory=max_memory, dt=dt, threads=threads,
                    psf_model=psf_model, table=table, row=row, col=col, flux=flux, usable=usable,
-                   measured=measured)
+                   measured=measured, convention=convention, flux_floor=flux_floor, noise=noise)
 
 
 def _check_geometry(shape, Np, widx, widy):
@@ -336,7 +359,7 @@ def _check_geometry(shape, Np, widx, widy):
 
 def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
                 widx=129, widy=None, dtype="float32", seed=0, sky_noise=True, julia_compat=False,
-                convention="crowdsource"):
+                convention=None, columns=None):
     """Steps 1-5 of :func:`process_ccd` alone: masks, infill, sky noise and padding.
 
     For inspecting what the afterburner sees (e.g. the stamps of a star, see
@@ -352,7 +375,7 @@ def prepare_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         As :func:`process_ccd`.
     """
     inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
-                 DEFAULT_MAX_MEMORY, dtype, 1, convention)
+                 DEFAULT_MAX_MEMORY, dtype, 1, convention, columns)
     return _prepare(inp, seed, sky_noise, julia_compat)
 
 
@@ -407,7 +430,7 @@ def star_details(prep, row, col, flux, psf, *, Np=33, widx=129, widy=None, thr=2
 def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outthr=20000, Np=33,
                 widx=129, widy=None, max_memory=DEFAULT_MAX_MEMORY, dtype="float32", seed=0,
                 sky_noise=True, julia_compat=False, threads=None, progress=False,
-                convention="crowdsource", rlim=256, guard=True, flux_floor=1e4):
+                convention=None, columns=None, rlim=256, guard=True, flux_floor=1e4):
     """Run the LPI afterburner on one CCD: corrected fluxes and honest uncertainties.
 
     Parameters
@@ -418,15 +441,23 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Model image (sky + stars) of the photometry pipeline (crowdsource ``MOD``), finite.
     sky : (nrow, ncol) ndarray
         Sky/background model (crowdsource ``SKY``), finite.
-    catalog : astropy Table, structured array, dict of arrays or DataFrame
-        Detections with columns ``x``, ``y`` (0-based pixel coordinates, centres at
-        integers) and ``flux`` (ADU). See ``convention``. Stars whose Np x Np stamp overlaps
+    catalog : astropy Table or QTable, structured array, dict of arrays or DataFrame
+        Detections: positions (0-based pixel coordinates, centres at integers) and fluxes
+        (ADU), found by name (:data:`cloudcov.io.tables.KNOWN_COLUMNS`): photutils'
+        ``x_fit``/``y_fit``/``flux_fit``, ``x_0``/``y_0``/``flux_0``,
+        ``xcentroid``/``ycentroid``/``flux`` (these imply ``convention="photutils"``), or
+        ``x``/``y``/``flux``; or named by ``columns``. Every input column is kept. Negative
+        fluxes are measured: their hidden pixels are those of a star of ``flux_floor`` (the
+        static core mask uses ``|flux|``), and ``cflux = flux + fdb_tot``. Stars whose Np x Np stamp overlaps
         the image are measured (off-image stamp pixels are masked and reflected). Stars whose
         stamp misses the image, or whose ``x``, ``y`` or ``flux`` is NaN, infinite or masked,
         are not measured: NaN floats, zero counts, dnt bit 128, and one CloudCovWarning
         naming their count and rows; they never change the padding, memory or time.
-    psf : ndarray, callable, crowdsource PSF or crowdsource PSF record
-        PSF stamp (odd, square, centred), ``psf(row, col, size) -> (size, size)``, a
+    psf : ndarray, astropy/photutils model, callable, crowdsource PSF or PSF record
+        PSF stamp (odd, square, centred, any size: cropped or zero-padded), a photutils PSF
+        model (``ImagePSF``, ``CircularGaussianPRF``, ...) or astropy ``Fittable2DModel``
+        (evaluated on the pixel grid, :class:`cloudcov.psf.ModelPSF`),
+        ``psf(row, col, size) -> (size, size)``, a
         crowdsource PSF object, or a crowdsource ``serialize()`` record (DECaPS ``<CCD>_PSF``
         row; decoded from its stored stamp, see :class:`cloudcov.psf.CrowdsourcePSF`, which
         needs the optional ``crowdsourcephoto``). See :func:`cloudcov.as_psf_model`.
@@ -437,12 +468,16 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         non-finite values raise.
     dq : (nrow, ncol) integer or bool ndarray, optional
         Data-quality mask; nonzero pixels are masked (DECam ``ood``).
-    thr : float, optional
-        PSF masking threshold in ADU (default 20): pixels with ``flux * psf > thr`` are masked
-        for the covariance and hidden under their star (stars below ``flux_floor`` count as
-        ``flux_floor``).
-    outthr : float, optional
-        Residuals with ``|model - image| > outthr`` ADU are masked (default 20000).
+    thr : float or "auto", optional
+        PSF masking threshold in ADU (default 20, DECaPS2's): pixels with ``flux * psf > thr``
+        are masked for the covariance and hidden under their star (stars below ``flux_floor``
+        count as ``flux_floor``). ``"auto"``: twice the residual noise measured on the image
+        (:func:`cloudcov.noise.suggest_thresholds`; 20 ADU on a DECam sky). A numeric ``thr``
+        more than 5 times away from that value warns (:func:`cloudcov.noise.check_thresholds`)
+        with the measured noise and the suggested values.
+    outthr : float or "auto", optional
+        Residuals with ``|model - image| > outthr`` ADU are masked (default 20000; ``"auto"``:
+        1000 ``thr``, DECaPS2's ratio).
     Np : int, optional
         Odd stamp size (default 33).
     widx, widy : int, optional
@@ -466,19 +501,28 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         (``os.sched_getaffinity``). Larger requests are lowered to that with a
         CloudCovWarning, so memory never depends on the request. Results are bitwise
         identical for any thread count.
-    progress : bool, optional
-        Show a progress bar over strips (tqdm) on a terminal.
-    convention : {"crowdsource", "photutils"}, optional
-        Meaning of ``x``/``y``: crowdsource (default) has ``x`` = row (numpy axis 0); photutils
-        and astropy have ``x`` = column.
+    progress : bool or None, optional
+        True: a progress bar over the stars (tqdm), advanced as each strip's stars are done.
+        None: the bar on a terminal, otherwise an INFO log line (logger ``"cloudcov"``) at
+        most every 30 s and at the end (batch jobs). False (default): neither.
+    convention : {"crowdsource", "photutils"} or None, optional
+        Meaning of ``x``/``y``: crowdsource has ``x`` = row (numpy axis 0); photutils and
+        astropy have ``x`` = column. None (default): implied by photutils column names, by
+        crowdsource-only columns (``passno``, ``fracflux``, ...) or by tables from cloudcov's
+        readers; otherwise ``"crowdsource"`` with a :class:`CloudCovWarning`.
+    columns : mapping, optional
+        ``{"x": ..., "y": ..., "flux": ...}`` (any subset): the catalogue's position and flux
+        column names, e.g. ``{"x": "X_IMAGE", "y": "Y_IMAGE", "flux": "FLUX_PSF"}`` (then pass
+        ``convention``; 1-based positions must be shifted first, see
+        :func:`cloudcov.io.read_catalog`).
     rlim : float, optional
         Squared radius (pixel^2) of the good-pixel circle (default 256).
     guard : bool, optional
         Condition-number guard of the per-star solve (default True; see
         :func:`cloudcov.cond_cov_est`).
-    flux_floor : float, optional
+    flux_floor : float or "auto", optional
         Stars fainter than this are masked as if they had this flux (default 1e4 ADU, the
-        DECaPS2 value; for other units scale it together with ``thr`` and ``outthr``).
+        DECaPS2 value; ``"auto"``: 500 ``thr``, DECaPS2's ratio).
 
     Returns
     -------
@@ -486,8 +530,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         Every input column plus ``cflux`` (= ``flux + fdb_tot``), ``dcflux``,
         ``dcflux_diag``, ``fdb_res``, ``fdb_pred``, ``cchi2`` (float32), ``kcond0``,
         ``kcond``, ``kpred`` (int32) and ``dnt`` (int8, bits in :data:`cloudcov.DNT_BITS`;
-        bit 128, not measured, is the sign bit); ``meta`` holds the parameters, the package
-        version, the seed, infill statistics, ``n_not_measured`` and timings.
+        bit 128, not measured, is the sign bit); ``meta["cloudcov"]`` holds the parameters
+        (thresholds as used, ``"auto"`` resolved), the residual ``noise``, the convention,
+        the package version, the seed, infill statistics, ``n_not_measured`` and timings.
 
     Raises
     ------
@@ -505,14 +550,29 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
     kept in a ring buffer); per-star covariance, pixel
     classes and conditioning (paper eqs. 4-10). Unlike CloudCovErr.jl, every star is
     processed whatever the tiling, the stack is accumulated in double, and Np is free.
+
+    Examples
+    --------
+    The embedded example (a DSS plate run through crowdsource), thresholds scaled to its noise:
+
+    >>> import cloudcov
+    >>> from cloudcov.example import load_example
+    >>> ex = load_example()
+    >>> out = cloudcov.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"],
+    ...                            ex["psf"], ex["gain"], dq=ex["dq"], thr="auto", seed=0,
+    ...                            threads=1)
+    >>> len(out), int(((out["dnt"] & 64) != 0).sum())
+    (49, 0)
+    >>> round(out.meta["cloudcov"]["thr"] / out.meta["cloudcov"]["noise"], 6)
+    2.0
     """
     t_start = time.perf_counter()
-    flux_floor = as_float("flux_floor", flux_floor, positive=True)
     inp = _setup(image, model, sky, catalog, psf, gain, dq, thr, outthr, Np, widx, widy,
-                 max_memory, dtype, threads, convention)
+                 max_memory, dtype, threads, convention, columns, flux_floor)
     del image, model, sky, catalog, dq
+    flux_floor = inp.flux_floor
     meta = _run_meta(inp, seed=seed, sky_noise=sky_noise, julia_compat=julia_compat,
-                     convention=convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
+                     convention=inp.convention, rlim=rlim, guard=guard, flux_floor=flux_floor)
     if not inp.measured.any():     # empty catalogue, or no star on the image
         meta.update(n_not_measured=len(inp.table))
         return _output_table(inp, _star_results(inp), meta)
@@ -545,7 +605,7 @@ def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, fl
                 max_memory=inp.max_memory, dtype=inp.dt.name, gain=inp.gain,
                 sky_noise=bool(sky_noise), julia_compat=bool(julia_compat),
                 convention=convention, rlim=float(rlim), guard=bool(guard),
-                flux_floor=flux_floor,
+                flux_floor=flux_floor, noise=float(inp.noise),
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
                 version=_core.__version__)
 
@@ -587,10 +647,11 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     flux = inp.flux[stars]
     res = _star_results(inp)
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, inp.max_memory, dt)
+    report = _StarProgress(stars.size, progress)
     t_lpi = 0.0
     cpu = dict(stack=0.0, stars=0.0, rounds=0, ring_bytes=int(ring_buf.nbytes))
     done = np.zeros(stars.size, bool)
-    for sw in progress_bar(sweeps, "cloudcov strips", progress):
+    for sw in sweeps:
         sel = sw.sel
         t0 = time.perf_counter()
         with threadpool_limits(1):
@@ -607,10 +668,51 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         for name in res:
             res[name][stars[sel]] = out[name]
         done[sel] = True
+        report.update(sel.size)
         log.debug("strip cols %d:%d: %d stars, ring %d rows, %.2f s", sw.c0, sw.c1,
                   sel.size, sw.ring_rows, time.perf_counter() - t0)
+    report.close()
     assert done.all(), "internal error: a star was not assigned to any strip"
     return res, sweeps, t_lpi, cpu
+
+
+#: Seconds between progress log lines when no progress bar is shown.
+PROGRESS_LOG_SECONDS = 30.0
+
+
+class _StarProgress:
+    """Progress over the stars: a tqdm bar (``progress=True``, or None on a terminal) or an
+    INFO log line at most every :data:`PROGRESS_LOG_SECONDS` (None elsewhere: batch jobs)."""
+
+    def __init__(self, nstar, progress):
+        import sys
+
+        self.nstar, self.n, self.bar, self.log = nstar, 0, None, False
+        self.t0 = self.last = time.perf_counter()
+        tty = progress is None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        if progress or tty:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=nstar, desc="cloudcov", unit="star")
+            except ImportError:  # pragma: no cover
+                self.log = True
+        elif progress is None:
+            self.log = True
+
+    def update(self, n):
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.log:
+            now = time.perf_counter()
+            if now - self.last >= PROGRESS_LOG_SECONDS or self.n == self.nstar:
+                self.last = now
+                log.info("LPI: %d/%d stars (%.0f%%) in %.1f s", self.n, self.nstar,
+                         100.0 * self.n / max(self.nstar, 1), now - self.t0)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _output_table(inp, res, meta):

@@ -71,7 +71,7 @@ class PixelClasses:
     ignored : (Np, Np) ndarray of bool
         Neither good nor hidden.
     psf : (Np, Np) ndarray of float64
-        The PSF stamp as used (|PSF| when it had negative pixels).
+        The PSF stamp as used (``|psf|`` when it had negative pixels).
     kcond0, kcond, kpred, dnt : int
         Initial and final number of good pixels, number of hidden pixels, quality bits.
     """
@@ -114,7 +114,7 @@ def pixel_classes(kmasked, psf, flux, *, thr=20, circmask=None, rlim=256, flux_f
         ``dnt`` bits 1, 2, 8, 16, 32 as CloudCovErr.jl: 1 when fewer than ``4 Np`` good
         pixels remain after the radius cut (the cut is then dropped), 2 when still too few
         (the outer ring of the stamp is forced good and not hidden), 8/16/32 for negative PSF
-        pixels (min/max < 0, < -1e-3, < -1e-1; |PSF| is then used).
+        pixels (min/max < 0, < -1e-3, < -1e-1; ``|psf|`` is then used).
 
     Raises
     ------
@@ -214,7 +214,7 @@ def cond_cov_est(cov, mu, not_good, hidden, data, stars, psf, *, diag_on=True, e
     stars : (Np, Np) or (n,) array
         Star counts ``|model - sky| / gain`` added to the diagonal when ``diag_on``.
     psf : (Np, Np) or (n,) array
-        PSF stamp (use |PSF|, see :func:`pixel_classes`).
+        PSF stamp (use ``|psf|``, see :func:`pixel_classes`).
     diag_on : bool, optional
         Add ``stars`` to the covariance diagonal (default True).
     export_mean : bool, optional

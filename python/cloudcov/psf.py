@@ -23,6 +23,7 @@ from .errors import CloudCovWarning
 __all__ = [
     "CallablePSF",
     "CrowdsourcePSF",
+    "ModelPSF",
     "StampPSF",
     "as_psf_model",
     "crop_or_pad",
@@ -116,6 +117,134 @@ class CallablePSF:
         if not np.all(np.isfinite(out)):
             raise ValueError(f"psf: callable returned NaN/inf at (row, col) = ({row}, {col})")
         return out
+
+
+#: Position-parameter names recognised on astropy/photutils models, ``(x, y)``: photutils
+#: PSF models (``ImagePSF``, ``CircularGaussianPRF``, ``GriddedPSFModel``, ...) and
+#: astropy's ``Moffat2D``/``AiryDisk2D`` use ``x_0``/``y_0``; ``Gaussian2D`` uses
+#: ``x_mean``/``y_mean``.
+MODEL_POSITION_NAMES = (("x_0", "y_0"), ("x_mean", "y_mean"))
+#: Side of the grid on which a model without a ``flux`` parameter is normalised.
+MODEL_NORM_SIZE = 511
+
+
+class ModelPSF:
+    """An astropy or photutils 2-D model as a PSF ``psf(row, col, size)``.
+
+    Parameters
+    ----------
+    model : astropy.modeling.Model
+        A model with two inputs ``(x, y)`` and one output, ``x`` = column and ``y`` = row
+        (astropy's convention, 0-based, pixel centres at integers): a photutils PSF model
+        (``ImagePSF``, ``CircularGaussianPRF``, ``CircularGaussianPSF``, ``MoffatPSF``,
+        ``GriddedPSFModel``, ...) or any ``Fittable2DModel`` (``Gaussian2D``, ``Moffat2D``).
+        It is not modified (a private copy is evaluated).
+    x_name, y_name : str, optional
+        Names of its column and row position parameters (default: the first pair of
+        :data:`MODEL_POSITION_NAMES` that it has).
+    flux_name : str or None, optional
+        Name of its flux (integral) parameter, set to 1 for every stamp so that the stamp has
+        the unit normalisation photutils fluxes assume (default ``"flux"`` when the model has
+        it). A model without one (e.g. ``Gaussian2D``, whose ``amplitude`` is a peak) is
+        divided by its sum over a :data:`MODEL_NORM_SIZE`-pixel square centred on the star, so
+        catalogue fluxes are totals.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a 2-input, 1-output astropy model.
+    ValueError
+        Position or flux parameters not found (the message lists the model's parameters), or
+        the model sums to zero or a non-finite value.
+
+    Notes
+    -----
+    ``psf(row, col, size)`` evaluates the model at the pixel centres of the ``size x size``
+    stamp centred on ``(rint(row), rint(col))`` with its position set to
+    ``(x, y) = (col, row)``. PRF models (photutils ``ImagePSF`` from an ePSF, ``*PRF``) give
+    pixel-integrated values; PSF models are sampled at the centres, as photutils'
+    ``discretize_method="center"``. Any stamp size works (cloudcov evaluates ``Np`` pixels
+    per star and 511 pixels at the CCD centre for the static core mask); outside an
+    ``ImagePSF``'s data the model is 0. Calls from several threads at once are not supported.
+
+    Examples
+    --------
+    >>> from astropy.modeling.models import Gaussian2D
+    >>> psf = ModelPSF(Gaussian2D(x_stddev=1.5, y_stddev=1.5))
+    >>> stamp = psf(10.2, 20.7, 33)          # (row, col, size)
+    >>> stamp.shape, round(float(stamp.sum()), 4)
+    ((33, 33), 1.0)
+    """
+
+    def __init__(self, model, x_name=None, y_name=None, flux_name="flux"):
+        from astropy.modeling import Model
+
+        if not isinstance(model, Model) or model.n_inputs != 2 or model.n_outputs != 1:
+            raise TypeError(f"psf: expected a 2-input, 1-output astropy model, got "
+                            f"{type(model).__name__}")
+        names = tuple(model.param_names)
+        if x_name is None and y_name is None:
+            pair = next((p for p in MODEL_POSITION_NAMES if set(p) <= set(names)), None)
+            if pair is None:
+                raise ValueError(f"psf: model {type(model).__name__} has no position parameters "
+                                 f"{' or '.join('/'.join(p) for p in MODEL_POSITION_NAMES)} "
+                                 f"(has {names}); pass x_name= and y_name=")
+            x_name, y_name = pair
+        for what, name in (("x_name", x_name), ("y_name", y_name)):
+            if name not in names:
+                raise ValueError(f"psf: {what} {name!r} is not a parameter of "
+                                 f"{type(model).__name__} (has {names})")
+        if flux_name is not None and flux_name not in names:
+            if flux_name != "flux":
+                raise ValueError(f"psf: flux_name {flux_name!r} is not a parameter of "
+                                 f"{type(model).__name__} (has {names})")
+            flux_name = None
+        self.model = model.copy()
+        self.x_name, self.y_name, self.flux_name = x_name, y_name, flux_name
+        if flux_name is not None:
+            setattr(self.model, flux_name, 1.0)
+        self._norm = 1.0
+        if flux_name is None:
+            total = float(np.sum(self._eval(0.0, 0.0, MODEL_NORM_SIZE)))
+            if not (np.isfinite(total) and total != 0):
+                raise ValueError(f"psf: model {type(model).__name__} sums to {total} over "
+                                 f"{MODEL_NORM_SIZE}^2 pixels; cannot normalise it")
+            self._norm = total
+
+    def _eval(self, row, col, size):
+        h = (size - 1) // 2
+        r0, c0 = int(np.rint(row)), int(np.rint(col))
+        yy, xx = np.mgrid[r0 - h:r0 + h + 1, c0 - h:c0 + h + 1]
+        setattr(self.model, self.x_name, float(col))
+        setattr(self.model, self.y_name, float(row))
+        out = self.model(xx.astype(np.float64), yy.astype(np.float64))
+        return np.asarray(getattr(out, "value", out), dtype=np.float64)
+
+    def __call__(self, row, col, size):
+        """PSF stamp at ``(row, col)``.
+
+        Parameters
+        ----------
+        row, col : float
+            0-based position (row = numpy axis 0 = photutils ``y``), pixel centres at integers.
+        size : int
+            Odd stamp size.
+
+        Returns
+        -------
+        (size, size) ndarray of float64
+            Centred on ``(rint(row), rint(col))``, indexed ``[row, col]``.
+        """
+        size = int(size)
+        out = self._eval(row, col, size) / self._norm
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"psf: model {type(self.model).__name__} gave NaN/inf at "
+                             f"(row, col) = ({row}, {col})")
+        return out
+
+    def __repr__(self):
+        return (f"ModelPSF({type(self.model).__name__}, x_name={self.x_name!r}, "
+                f"y_name={self.y_name!r}, flux_name={self.flux_name!r})")
 
 
 # --------------------------------------------------------------------------------------
@@ -496,13 +625,23 @@ def psf_from_crowdsource_record(rec, filter=None, decoder="stamp", static_psf_di
                           **kw)
 
 
+def _is_model(obj):
+    """Whether ``obj`` is an astropy model (without importing astropy.modeling needlessly)."""
+    import sys
+
+    mod = sys.modules.get("astropy.modeling")
+    return mod is not None and isinstance(obj, mod.Model)
+
+
 def as_psf_model(psf):
     """Turn a PSF input into a callable ``psf(row, col, size) -> (size, size)`` float64 array.
 
     Parameters
     ----------
-    psf : ndarray, callable, crowdsource PSF object or crowdsource PSF record
-        A stamp (see :class:`StampPSF`), a callable (see :class:`CallablePSF`), a
+    psf : ndarray, astropy/photutils model, callable, crowdsource PSF object or record
+        A stamp (see :class:`StampPSF`), a photutils PSF model or astropy 2-D model (see
+        :class:`ModelPSF`, evaluated on the pixel grid at any stamp size), a callable (see
+        :class:`CallablePSF`), a
         crowdsource PSF object (``crowdsource.psf`` models are called as
         ``psf(row, col, stampsz=size)``; rows are crowdsource's ``x``), or a crowdsource
         ``serialize()`` record with fields ``offset`` and ``stamp`` (DECaPS ``<CCD>_PSF``),
@@ -519,8 +658,10 @@ def as_psf_model(psf):
     ImportError
         A crowdsource record was given and crowdsourcephoto is not installed.
     """
-    if isinstance(psf, (StampPSF, CallablePSF, CrowdsourcePSF)):
+    if isinstance(psf, (StampPSF, CallablePSF, CrowdsourcePSF, ModelPSF)):
         return psf
+    if _is_model(psf):
+        return ModelPSF(psf)
     if is_crowdsource_record(psf):
         return CrowdsourcePSF(psf)
     if isinstance(psf, np.ndarray):

@@ -8,9 +8,100 @@ from astropy.table import Table
 
 from ._files import InputFileError, get_hdu, native, open_fits
 
-__all__ = ["read_catalog", "is_hdf5"]
+__all__ = ["read_catalog", "is_hdf5", "catalog_columns", "KNOWN_COLUMNS", "CONVENTION_META"]
 
 CONVENTIONS = ("crowdsource", "photutils")
+
+#: Position and flux column names recognised in a catalogue, in order of preference, with the
+#: convention they imply: photutils ``PSFPhotometry`` fits (``x_fit``...), photutils initial
+#: or simulated parameters (``x_0``...; ``make_psf_model_image``), photutils
+#: ``DAOStarFinder``/``SourceCatalog`` centroids, and plain ``x``/``y``/``flux`` (crowdsource's
+#: names, which do not say which axis is which).
+KNOWN_COLUMNS = (
+    (("x_fit", "y_fit", "flux_fit"), "photutils"),
+    (("x_0", "y_0", "flux_0"), "photutils"),
+    (("x_0", "y_0", "flux"), "photutils"),
+    (("xcentroid", "ycentroid", "flux"), "photutils"),
+    (("x", "y", "flux"), None),
+)
+#: Columns only crowdsource writes (``decam_proc``/``crowdsource_base``): a table holding them
+#: with ``x``/``y`` is in crowdsource's convention.
+CROWDSOURCE_ONLY = ("passno", "fracflux", "fluxlbs", "spread_model", "decapsid")
+#: ``Table.meta`` key recording the convention of the table's ``x``/``y`` (set by cloudcov's
+#: readers; honoured by :func:`catalog_columns`).
+CONVENTION_META = "cloudcov_convention"
+
+
+def catalog_columns(colnames, convention=None, columns=None, meta=None):
+    """Which catalogue columns hold the position and flux, and in which convention.
+
+    Parameters
+    ----------
+    colnames : sequence of str
+        The catalogue's column names.
+    convention : {"crowdsource", "photutils"} or None, optional
+        ``"crowdsource"``: ``x`` is the row (numpy axis 0), ``y`` the column;
+        ``"photutils"`` (astropy, DAOPHOT, SExtractor): ``x`` is the column. None (default):
+        implied by the names (photutils names, see :data:`KNOWN_COLUMNS`; crowdsource-only
+        columns, see :data:`CROWDSOURCE_ONLY`) or by ``meta[CONVENTION_META]``, else
+        ``"crowdsource"`` with a warning.
+    columns : mapping, optional
+        ``{"x": name, "y": name, "flux": name}`` (any subset) naming the columns explicitly;
+        the others are found as above.
+    meta : mapping, optional
+        The table's ``meta``.
+
+    Returns
+    -------
+    x, y, flux : str
+        Column names.
+    convention : str
+        ``"crowdsource"`` or ``"photutils"``.
+    implied : bool
+        False when the convention was neither given, nor implied by the names or the meta
+        (the caller warns).
+
+    Raises
+    ------
+    ValueError
+        Unknown convention, a ``columns`` key other than x, y, flux, or a column missing (the
+        message lists the table's columns).
+    """
+    names = list(colnames)
+    if convention is not None and convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {CONVENTIONS} or None, got {convention!r}")
+    columns = dict(columns or {})
+    unknown = set(columns) - {"x", "y", "flux"}
+    if unknown:
+        raise ValueError(f"columns: keys must be 'x', 'y', 'flux', got {sorted(unknown)}")
+    for key, name in columns.items():
+        if name not in names:
+            raise ValueError(f"catalog: column {name!r} (columns[{key!r}]) not found "
+                             f"(have {names})")
+    found, implied_conv = None, None
+    for cand, conv in KNOWN_COLUMNS:
+        pick = tuple(columns.get(k, c) for k, c in zip(("x", "y", "flux"), cand))
+        if all(n in names for n in pick):
+            found, implied_conv = pick, conv
+            # explicit position names do not tell the convention
+            if "x" in columns or "y" in columns:
+                implied_conv = None
+            break
+    if found is None:
+        missing = [k for k in ("x", "y", "flux") if k not in columns]
+        raise ValueError(f"catalog: no position/flux columns (looked for "
+                         f"{', '.join('/'.join(c) for c, _ in KNOWN_COLUMNS)}"
+                         + (f" for {missing}" if len(missing) < 3 else "")
+                         + f"; pass columns={{'x': ..., 'y': ..., 'flux': ...}}); have {names}")
+    if convention is not None:
+        return (*found, convention, True)
+    if implied_conv is None and meta is not None and meta.get(CONVENTION_META) in CONVENTIONS:
+        implied_conv = meta[CONVENTION_META]
+    if implied_conv is None and found[:2] == ("x", "y") and set(CROWDSOURCE_ONLY) & set(names):
+        implied_conv = "crowdsource"
+    if implied_conv is None:
+        return (*found, "crowdsource", False)
+    return (*found, implied_conv, True)
 
 
 def is_hdf5(path):
@@ -145,4 +236,5 @@ def read_catalog(path, ext=None, *, convention="crowdsource", x="x", y="y", flux
         table["flux"] = table[flux]
     table.meta.update(meta)
     table.meta["convention_in"] = convention
+    table.meta[CONVENTION_META] = "crowdsource"   # x, y are now row, column
     return table
