@@ -28,6 +28,11 @@ from cloudcov.survey import run_exposure
 # The simulated survey runs every exposure at the DECam defaults (thr=20), and one of its CCDs
 # is the embedded Horsehead plate, whose noise is ~300 ADU: process_ccd rightly warns that
 # thr does not fit there. The survey machinery, not the thresholds, is under test here.
+# The simulated exposures carry crowdsource PSF records, which need the optional
+# crowdsourcephoto (CI installs it; README's plain test command does not).
+pytest.importorskip("crowdsource.psf",
+                    reason="needs crowdsourcephoto (pip install --no-deps crowdsourcephoto)")
+
 pytestmark = pytest.mark.filterwarnings(
     "ignore:thr=.*suggested by the residual noise:cloudcov.errors.CloudCovWarning")
 
