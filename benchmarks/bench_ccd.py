@@ -189,7 +189,21 @@ def main(argv=None):
     say(f"  peak RSS of the CCD process {rss:.2f} GiB (after loading its inputs: {rss0:.2f} GiB); "
         f"stack budget {m['max_memory'] / 2**30:.2f} GiB, ring {m['ring_rows']} rows = "
         f"{m['ring_bytes'] / 2**30:.2f} GiB; target <= 1.0 GB per full CCD")
-    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips']))}")
+    fl = floors(out, m)
+    say(f"  floors measured in this process after the run: star stage = sum over its {fl['nfact']} "
+        f"factorised stars of a bare spotrf of each one's bordered matrix (n = kcond + kpred, "
+        f"{fl['nmin']}..{fl['nmax']}, median {fl['nmed']}; spotrf timed at {len(fl['grid'])} sizes, "
+        f"log-log interpolated) {fl['stars']:.1f} core-s -> star batches / floor "
+        f"{m['core_seconds_stars'] / fl['stars']:.2f}")
+    say(f"  stack: {m['stack_values'] / 1e9:.2f} G values ({fl['stack_bytes'] / 1e9:.1f} GB) written by the "
+        f"sweeps; one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
+        f"writing the stack once takes {fl['stack']:.1f} core-s -> stack sweep / write floor "
+        f"{m['core_seconds_stack'] / fl['stack']:.2f}")
+    rest = core_s - m['core_seconds_stack'] - m['core_seconds_stars']
+    say(f"  => floor of this CCD with the algorithm as it is (float32 stack written once, one "
+        f"spotrf per star, the rest as measured): {fl['stars'] + fl['stack'] + rest:.1f} core-s "
+        f"(target <= 30)")
+    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stack=round(fl['stack'], 3)))}")
     if args.no_reference:
         return _write(lines, args.out)
 
@@ -225,6 +239,52 @@ def main(argv=None):
         f"{nref} stars of the median flux {fmed:.0f} ADU; process CPU time): {np_stack:.0f} s stack + {np_star * 1e3:.1f} ms/star -> {np_total:.0f} core-s "
         f"per CCD; cloudcov end-to-end speed ratio x{np_total / core_s:.1f} (target >= 20)")
     return _write(lines, args.out)
+
+
+def floors(out, m, repeat=7):
+    """Lower bounds, timed in this process, for the two kernel stages of one process_ccd run.
+
+    Star stage: a bare LAPACK Cholesky (scipy's spotrf, the OpenBLAS behind cloudcov's
+    capsules, one thread) of each factorised star's bordered matrix, n = kcond + kpred;
+    spotrf is timed (median of ``repeat``) at log-spaced sizes spanning the stars' n and
+    interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values``) at the
+    best single-core write bandwidth of numpy filling 1 GiB.
+    """
+    import scipy.linalg.lapack
+    kc = np.asarray(out["kcond"]).astype(int)
+    kp = np.asarray(out["kpred"]).astype(int)
+    n = (kc + kp)[(kc > 0) & (kp > 0)]
+    grid = np.unique(np.geomspace(max(n.min(), 8), n.max(), 9).round().astype(int))
+    rng = np.random.default_rng(0)
+    tgrid = []
+    with threadpool_limits(1):
+        for nb in grid:
+            M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
+            A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+            A = A0.copy(order="F")
+            ts = []
+            for _ in range(repeat):
+                A[...] = A0
+                c = time.process_time()
+                scipy.linalg.lapack.spotrf(A, lower=1, overwrite_a=1, clean=0)
+                ts.append(time.process_time() - c)
+            tgrid.append(float(np.median(ts)))
+    lg, lt = np.log(grid), np.log(np.maximum(tgrid, 1e-9))
+    stars = float(np.exp(np.interp(np.log(n), lg, lt)).sum()) if len(grid) > 1 else tgrid[0] * n.size
+    buf = np.empty(2**28, np.float32)
+    buf.fill(0)
+    best = 0.0
+    for fill in (lambda: buf.fill(1.0), lambda: buf.fill(0), lambda: buf.__setitem__(Ellipsis, 2.0)):
+        for _ in range(3):
+            t = time.perf_counter()
+            fill()
+            best = max(best, buf.nbytes / (time.perf_counter() - t))
+    del buf
+    item = np.dtype(m.get("dtype", "float32")).itemsize
+    nbytes = int(m["stack_values"]) * item
+    return dict(stars=stars, nfact=int(n.size), nmin=int(n.min()), nmax=int(n.max()),
+                nmed=int(np.median(n)), grid=grid, stack_bytes=nbytes, write_gbs=best / 1e9,
+                stack=nbytes / best)
 
 
 def _write(lines, out):

@@ -73,6 +73,12 @@ def test_tiling_invariance(example):
     many = cc.process_ccd(*args, thr=1000, max_memory=60 << 20, threads=2)
     m1, m2 = one.meta["cloudcov"], many.meta["cloudcov"]
     assert m1["nstrips"] == 1 and m2["nstrips"] >= 2
+    # stack values written: one strip sweeps the boxcar-output box of every stamp centre,
+    # (row span + Np) x (column span + Np) pixels; more strips sweep their overlaps again
+    R, C = (np.rint(np.asarray(ex["catalog"][k], float)).astype(int) for k in ("x", "y"))
+    Np = m1["Np"]
+    assert m1["stack_values"] == (np.ptp(R) + Np) * (np.ptp(C) + Np) * Np * (2 * Np - 1)
+    assert m2["stack_values"] > m1["stack_values"]
     for name in FLOATS:
         np.testing.assert_allclose(many[name], one[name], rtol=1e-6, atol=1e-6 * np.abs(one[name]).max())
     for name in ("kcond0", "kcond", "kpred", "dnt"):
