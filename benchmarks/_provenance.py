@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 
 from cloudcov._provenance import provenance as _provenance
 
@@ -17,7 +18,26 @@ def provenance():
     sha = p["git_commit"] or "unknown"
     if p["git_dirty"]:
         sha += "+dirty"
-    return f"cloudcov {p['cloudcov']}, commit {sha}; provenance: {json.dumps(p, sort_keys=True)}"
+    return (f"cloudcov {p['cloudcov']}, commit {sha}; provenance: {json.dumps(p, sort_keys=True)}; "
+            f"cpu: {cpu_model()}")
+
+
+def cpu_model():
+    """The CPU that ran the benchmark: model name, logical cores and the stack kernel's SIMD
+    path (benchmark machines differ from session to session; results are only comparable
+    within one file)."""
+    from cloudcov import _core
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} logical cores, simd={_core.simd_level()}"
 
 
 def load_note():

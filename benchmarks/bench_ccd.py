@@ -112,6 +112,8 @@ def child(tmp, threads):
     rss0 = peak_rss_gib()
     c0, w0 = cpu_seconds(), time.perf_counter()
     kw = {} if int(d["max_memory"]) < 0 else dict(max_memory=int(d["max_memory"]))
+    if int(d["ring_extra"]) >= 0:
+        cc.tiling.RING_EXTRA_ROWS = int(d["ring_extra"])
     out = cc.process_ccd(*args, threads=threads, seed=1, **kw)
     c1, w1 = cpu_seconds(), time.perf_counter()
     rss = peak_rss_gib()
@@ -134,6 +136,8 @@ def main(argv=None):
                          "DECam cutout with its crowdsource fit")
     ap.add_argument("--shape", type=int, nargs=2, default=None, help="rows cols of the decam field")
     ap.add_argument("--max-memory", type=int, default=None, help="stack budget (bytes)")
+    ap.add_argument("--ring-extra", type=int, default=None,
+                    help="stack ring rows beyond Np (cloudcov.tiling.RING_EXTRA_ROWS, default 16)")
     ap.add_argument("--no-reference", action="store_true", help="skip the numpy reference")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_ccd.txt"))
     args = ap.parse_args(argv)
@@ -163,6 +167,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(pathlib.Path(tmp) / "ccd.npz", image=image, model=model, sky=sky, psf=psf, dq=dq,
                  gain=gain, max_memory=-1 if args.max_memory is None else args.max_memory,
+                 ring_extra=-1 if args.ring_extra is None else args.ring_extra,
                  x=np.asarray(cat["x"]), y=np.asarray(cat["y"]), flux=np.asarray(cat["flux"]))
         res = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True)

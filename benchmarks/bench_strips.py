@@ -7,6 +7,11 @@ strip width, i.e. the size of each shift row's running sums (out_cols x 72 doubl
 staging row (out_cols x 65 floats) that the sweep keeps hot. Prints the in-situ stack
 core-seconds per CCD for each width.
 
+Then the ring length at a fixed width (4 strips): the 10,000-star CCD with a ring of
+Np + 16 (default), Np + 48 and Np + 112 rows (cloudcov.tiling.RING_EXTRA_ROWS), budgets
+raised so that the strips stay 544 columns wide. A longer ring means fewer, longer rounds
+of stack rows between star batches (each round reloads every shift row's running sums).
+
 Run: python benchmarks/bench_strips.py   (writes benchmarks/results/bench_strips.txt)
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ from _provenance import load_note, provenance  # noqa: E402
 from cloudcov.tiling import plan_strips  # noqa: E402
 
 BUDGETS_MIB = [900, 768, 230]
+RING_EXTRA = [16, 48, 112]
 
 
 def main():
@@ -45,6 +51,25 @@ def main():
             f"{acc_kib:.0f} KiB + staging {width * 65 * 4 / 1024:.0f} KiB per shift row): stack "
             f"{res['stack']:.1f} core-s in situ, whole CCD {res['core_s']:.1f} core-s, peak RSS "
             f"{res['rss_gib']:.2f} GiB")
+    say()
+    say("ring length at 4 strips of 544 output columns, 10,000 stars (stars interleaved with the "
+        "stack rounds), two passes:")
+    nslot = 33 * 65
+    for rep in range(2):
+        for extra in RING_EXTRA:
+            mib = -(-(33 + extra) * 544 * nslot * 4 // (1 << 20))   # exactly 4 strips' ring
+            strips = plan_strips((0, 4094), (0, 2046), max_memory=mib << 20)
+            assert len(strips) == 4 and strips[0].ring_rows == 33 + extra, (extra, strips[0])
+            out = subprocess.run([sys.executable, str(HERE / "bench_ccd.py"), "--max-memory",
+                                  str(mib << 20), "--ring-extra", str(extra), "--no-reference",
+                                  "--out", "/dev/null"],
+                                 check=True, capture_output=True, text=True).stdout
+            res = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+            rounds = next(l for l in out.splitlines() if "sweep rounds" in l)
+            rounds = int(rounds.split(" sweep rounds")[0].rsplit(" ", 1)[1])
+            say(f"pass {rep + 1}: ring Np + {extra:3d} rows ({mib} MiB): {rounds} rounds, stack "
+                f"{res['stack']:.1f} core-s in situ, star batches {res['stars']:.1f} core-s, whole CCD "
+                f"{res['core_s']:.1f} core-s, peak RSS {res['rss_gib']:.2f} GiB")
     (HERE / "results" / "bench_strips.txt").write_text("\n".join(lines) + "\n")
 
 

@@ -18,6 +18,13 @@ __all__ = ["Strip", "stack_bytes", "plan_strips", "sweep_plan", "DEFAULT_MAX_MEM
 #: benchmarks/results/bench_strips.txt) and the ring is 0.21 GiB instead of 0.41 GiB.
 DEFAULT_MAX_MEMORY = 256 << 20
 
+#: Rows the stack ring holds beyond one stamp (``Np + RING_EXTRA_ROWS``): each round of a
+#: sweep advances at most this many rows before the stars whose stamps are complete are
+#: processed. Longer rounds (48 or 112) did not make the stack cheaper inside a 10,000-star
+#: CCD run, while the larger ring costs memory or narrower strips
+#: (benchmarks/results/bench_strips.txt). Results never depend on it.
+RING_EXTRA_ROWS = 16
+
 
 def stack_bytes(out_rows, out_cols, Np, dtype="float32"):
     """Bytes of a stack with a ``(out_rows, out_cols)`` boxcar image.
@@ -68,10 +75,10 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     Each strip is processed in one sweep down the image (the boxcar running sums are never
     restarted), keeping only ``ring_rows`` boxcar-output rows of the stack in memory. The
     work is about ``nstrips * (rows + widx) * (strip_cols + Np + widy)``, so the fewest strips
-    whose ring holds at least ``Np + 16`` rows are chosen, and the ring holds no more than
-    that (nor than the strip's rows): a larger ring would only lengthen the rounds of the
-    sweep, not reduce its work, so memory is set by what the image needs, ``max_memory`` being
-    the ceiling.
+    whose ring holds at least ``Np + RING_EXTRA_ROWS`` (16) rows are chosen, and the ring
+    holds no more than that (nor than the strip's rows): a larger ring would only lengthen the
+    rounds of the sweep, not reduce its work, so memory is set by what the image needs,
+    ``max_memory`` being the ceiling.
 
     Parameters
     ----------
@@ -106,7 +113,7 @@ def plan_strips(star_rows, star_cols, Np=33, widx=129, widy=None, max_memory=DEF
     if r1 <= r0 or c1 <= c0:
         raise ValueError(f"empty star region rows {star_rows}, cols {star_cols}")
     out_rows = r1 - r0 + Np - 1
-    want = min(out_rows, Np + 16)
+    want = min(out_rows, Np + RING_EXTRA_ROWS)
     W = c1 - c0
     for ns in range(1, W + 1):
         width = math.ceil(W / ns)
