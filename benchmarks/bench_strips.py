@@ -25,6 +25,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _provenance import load_note, provenance  # noqa: E402
 
+import cloudcov.tiling  # noqa: E402
 from cloudcov.tiling import plan_strips  # noqa: E402
 
 BUDGETS_MIB = [900, 768, 230]
@@ -58,7 +59,9 @@ def main():
     for rep in range(2):
         for extra in RING_EXTRA:
             mib = -(-(33 + extra) * 544 * nslot * 4 // (1 << 20))   # exactly 4 strips' ring
-            strips = plan_strips((0, 4094), (0, 2046), max_memory=mib << 20)
+            default, cloudcov.tiling.RING_EXTRA_ROWS = cloudcov.tiling.RING_EXTRA_ROWS, extra
+            strips = plan_strips((0, 4094), (0, 2046), max_memory=mib << 20)   # as the child plans
+            cloudcov.tiling.RING_EXTRA_ROWS = default
             assert len(strips) == 4 and strips[0].ring_rows == 33 + extra, (extra, strips[0])
             out = subprocess.run([sys.executable, str(HERE / "bench_ccd.py"), "--max-memory",
                                   str(mib << 20), "--ring-extra", str(extra), "--no-reference",
