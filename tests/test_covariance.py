@@ -125,3 +125,57 @@ def test_julia_compat_mean_is_absolute(rng):
     _, mu_j = cc.local_covariance(x, 25, 25, 5, 9, julia_compat=True)
     assert np.all(mu < 0)
     np.testing.assert_allclose(mu_j, np.abs(mu), rtol=1e-12)
+
+
+_SIMD_CHECK = r"""
+import sys, numpy as np
+import cloudcov as cc
+from cloudcov import _core
+def box(p, wr, wc):   # valid-region boxcar sums by 2-D cumulative sums (float64)
+    c = np.zeros((p.shape[0] + 1, p.shape[1] + 1))
+    c[1:, 1:] = p.cumsum(0).cumsum(1)
+    return c[wr:, wc:] - c[:-wr, wc:] - c[wr:, :-wc] + c[:-wr, :-wc]
+def brute_stack(x, Np, wr, wc):   # every drow >= 0, |dcol| < Np, zero outside the tile
+    nr, nc = x.shape
+    pad = np.zeros((nr + Np, nc + 2 * Np))
+    pad[:nr, Np:Np + nc] = x
+    return np.stack([np.stack([box(x * pad[dr:dr + nr, Np + dc:Np + dc + nc], wr, wc)
+                               for dc in range(1 - Np, Np)], -1) for dr in range(Np)])
+rng = np.random.default_rng(5)
+out = {"level": _core.simd_level()}
+for dtype, tol in ((np.float32, 2e-5), (np.float64, 1e-11)):
+    # Np 5 and 7: vector row loop (NDP 16); Np 33: the DECaPS2 size (NDP 72); Np 37: the
+    # generic lane count (NDP 0, scalar loop)
+    for Np, wr, wc, shape in ((5, 5, 3, (21, 24)), (7, 3, 9, (21, 24)), (33, 5, 7, (40, 75)),
+                              (37, 3, 3, (40, 75))):
+        x = rng.standard_normal(shape).astype(dtype)
+        stack = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
+        ref = brute_stack(x.astype(np.float64), Np, wr, wc)
+        err = float(np.max(np.abs(stack - ref)) / np.abs(ref).max())
+        assert err < tol, (out["level"], dtype, Np, err)
+        out[f"{np.dtype(dtype).name}_{Np}"] = err
+print(repr(out))
+"""
+
+
+@pytest.mark.parametrize("level", ["baseline", "avx2", None])
+def test_shift_stack_every_simd_path(level):
+    """Each compiled SIMD level (capped by CLOUDCOV_SIMD, in a fresh process) matches the
+    brute-force stack, on the vector row loop (Np 5, 7, 33) and the generic one (Np 37)."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("CLOUDCOV_SIMD", None)
+    if level is not None:
+        env["CLOUDCOV_SIMD"] = level
+    r = subprocess.run([sys.executable, "-c", _SIMD_CHECK], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = ast.literal_eval(r.stdout.strip().splitlines()[-1])
+    best = cc._core.simd_level()
+    order = ["baseline", "avx2", "avx512"]
+    want = best if level is None else order[min(order.index(level), order.index(best))]
+    assert got["level"] == want

@@ -1,6 +1,8 @@
 #include "cloudcov/shift_stack.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cloudcov/boxcar.hpp"
@@ -26,7 +28,17 @@ namespace {
 
 enum class Level { baseline, avx2, avx512 };
 
-Level detect_level() {
+// The best level this CPU runs, capped by the environment variable CLOUDCOV_SIMD
+// ("baseline" or "avx2", read once at import; for testing every code path on one machine).
+Level cap_level(Level best) {
+    const char* env = std::getenv("CLOUDCOV_SIMD");
+    if (env == nullptr) return best;
+    if (std::strcmp(env, "baseline") == 0) return Level::baseline;
+    if (std::strcmp(env, "avx2") == 0 && best == Level::avx512) return Level::avx2;
+    return best;
+}
+
+Level best_level() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
 #ifdef CLOUDCOV_HAVE_AVX512
@@ -41,7 +53,7 @@ Level detect_level() {
     return Level::baseline;
 }
 
-const Level kLevel = detect_level();
+const Level kLevel = cap_level(best_level());
 
 template <class T>
 void run_group(const detail::GroupArgs& g, T* out) {
@@ -129,7 +141,8 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
         g.stage = nullptr;
     }
     stage_.resize(static_cast<size_t>(nt_));
-    for (auto& st : stage_) st.assign(static_cast<size_t>(ocol_ * nd), T(0));
+    // ndp - nd spare values: the vector row loop writes all ndp lanes of the last column
+    for (auto& st : stage_) st.assign(static_cast<size_t>(ocol_ * nd + (ndp - nd)), T(0));
 }
 
 template <class T>

@@ -35,7 +35,8 @@ template <class T>
 void shift_stack(const Image<const T>& x, idx Np, idx wrow, idx wcol, const Image<T>& bimage,
                  const Stack<T>& stack, int nthreads);
 
-// Which SIMD code path shift_stack uses on this CPU ("avx512", "avx2" or "baseline").
+// Which SIMD code path shift_stack uses on this CPU ("avx512", "avx2" or "baseline"); the
+// environment variable CLOUDCOV_SIMD=baseline or avx2 caps it (tests run every path).
 const char* shift_stack_simd_level();
 
 namespace detail {
