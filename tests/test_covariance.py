@@ -25,7 +25,14 @@ def test_boxcar_bruteforce(rng, dtype, shape, wr, wc):
     np.testing.assert_allclose(cc.boxcar(x, wr, wc, mean=True), out / (wr * wc), rtol=1e-6)
 
 
-def brute_stack(x, Np, wr, wc):
+def cumsum_boxcar(x, wr, wc):
+    """Valid-region boxcar sums by 2-D cumulative sums (float64; fast, for large stacks)."""
+    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
+    c[1:, 1:] = x.cumsum(0).cumsum(1)
+    return c[wr:, wc:] - c[:-wr, wc:] - c[wr:, :-wc] + c[:-wr, :-wc]
+
+
+def brute_stack(x, Np, wr, wc, boxcar=brute_boxcar):
     """Boxcar sums of x * shift(x, d) with zero padding, for every drow >= 0, |dcol| < Np."""
     nr, nc = x.shape
     pad = np.zeros((nr + Np, nc + 2 * Np))
@@ -34,7 +41,7 @@ def brute_stack(x, Np, wr, wc):
     for dr in range(Np):
         for dc in range(1 - Np, Np):
             prod = x * pad[dr:dr + nr, Np + dc:Np + dc + nc]
-            out[dr, :, :, dc + Np - 1] = brute_boxcar(prod, wr, wc)
+            out[dr, :, :, dc + Np - 1] = boxcar(prod, wr, wc)
     return out
 
 
@@ -128,21 +135,13 @@ def test_julia_compat_mean_is_absolute(rng):
 
 
 _SIMD_CHECK = r"""
-import sys, numpy as np
+import sys
+import numpy as np
 import cloudcov as cc
 from cloudcov import _core
-def box(p, wr, wc):   # valid-region boxcar sums by 2-D cumulative sums (float64)
-    c = np.zeros((p.shape[0] + 1, p.shape[1] + 1))
-    c[1:, 1:] = p.cumsum(0).cumsum(1)
-    return c[wr:, wc:] - c[:-wr, wc:] - c[wr:, :-wc] + c[:-wr, :-wc]
-def brute_stack(x, Np, wr, wc):   # every drow >= 0, |dcol| < Np, zero outside the tile
-    nr, nc = x.shape
-    pad = np.zeros((nr + Np, nc + 2 * Np))
-    pad[:nr, Np:Np + nc] = x
-    return np.stack([np.stack([box(x * pad[dr:dr + nr, Np + dc:Np + dc + nc], wr, wc)
-                               for dc in range(1 - Np, Np)], -1) for dr in range(Np)])
+sys.path.insert(0, sys.argv[1])
+from test_covariance import brute_stack, cumsum_boxcar
 rng = np.random.default_rng(5)
-out = {"level": _core.simd_level()}
 for dtype, tol in ((np.float32, 2e-5), (np.float64, 1e-11)):
     # Np 5 and 7: vector row loop (NDP 16); Np 33: the DECaPS2 size (NDP 72); Np 37: the
     # generic lane count (NDP 0, scalar loop)
@@ -150,11 +149,10 @@ for dtype, tol in ((np.float32, 2e-5), (np.float64, 1e-11)):
                               (37, 3, 3, (40, 75))):
         x = rng.standard_normal(shape).astype(dtype)
         stack = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
-        ref = brute_stack(x.astype(np.float64), Np, wr, wc)
+        ref = brute_stack(x.astype(np.float64), Np, wr, wc, boxcar=cumsum_boxcar)
         err = float(np.max(np.abs(stack - ref)) / np.abs(ref).max())
-        assert err < tol, (out["level"], dtype, Np, err)
-        out[f"{np.dtype(dtype).name}_{Np}"] = err
-print(repr(out))
+        assert err < tol, (_core.simd_level(), dtype, Np, err)
+print(_core.simd_level())
 """
 
 
@@ -162,7 +160,6 @@ print(repr(out))
 def test_shift_stack_every_simd_path(level):
     """Each compiled SIMD level (capped by CLOUDCOV_SIMD, in a fresh process) matches the
     brute-force stack, on the vector row loop (Np 5, 7, 33) and the generic one (Np 37)."""
-    import ast
     import os
     import subprocess
     import sys
@@ -171,11 +168,11 @@ def test_shift_stack_every_simd_path(level):
     env.pop("CLOUDCOV_SIMD", None)
     if level is not None:
         env["CLOUDCOV_SIMD"] = level
-    r = subprocess.run([sys.executable, "-c", _SIMD_CHECK], env=env, capture_output=True,
+    tests = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", _SIMD_CHECK, tests], env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    got = ast.literal_eval(r.stdout.strip().splitlines()[-1])
     best = cc._core.simd_level()
     order = ["baseline", "avx2", "avx512"]
     want = best if level is None else order[min(order.index(level), order.index(best))]
-    assert got["level"] == want
+    assert r.stdout.strip().splitlines()[-1] == want
