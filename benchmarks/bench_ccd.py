@@ -249,13 +249,13 @@ def main(argv=None):
 def floors(out, m, repeat=7):
     """Lower bounds, timed in this process, for the two kernel stages of one process_ccd run.
 
-    Star stage: a bare LAPACK Cholesky (scipy's spotrf, the OpenBLAS behind cloudcov's
-    capsules, one thread) of each factorised star's bordered matrix, n = kcond + kpred;
+    Star stage: a bare LAPACK Cholesky (spotrf through the table cloudcov's kernels call,
+    :func:`cloudcov.lapack_info`; one thread) of each factorised star's bordered matrix,
+    n = kcond + kpred;
     spotrf is timed (median of ``repeat``) at log-spaced sizes spanning the stars' n and
     interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values``) at the
     best single-core write bandwidth of numpy filling 1 GiB.
     """
-    import scipy.linalg.lapack
     kc = np.asarray(out["kcond"]).astype(int)
     kp = np.asarray(out["kpred"]).astype(int)
     n = (kc + kp)[(kc > 0) & (kp > 0)]
@@ -271,7 +271,7 @@ def floors(out, m, repeat=7):
             for _ in range(repeat):
                 A[...] = A0
                 c = time.process_time()
-                scipy.linalg.lapack.spotrf(A, lower=1, overwrite_a=1, clean=0)
+                _core.lapack_potrf(A)
                 ts.append(time.process_time() - c)
             tgrid.append(float(np.median(ts)))
     lg, lt = np.log(grid), np.log(np.maximum(tgrid, 1e-9))

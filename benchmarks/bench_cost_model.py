@@ -6,10 +6,14 @@ for a sweep of image areas and star counts, fits the model by least squares, and
 extrapolates to DECaPS2 (1.32e6 CCDs of 4094 x 2046, 34e9 detections; anchor:
 CloudCovErr.jl 203k core-h; goal <= 10k core-h).
 
-Run: python benchmarks/bench_cost_model.py   (writes benchmarks/results/bench_cost_model.txt)
+Run: python benchmarks/bench_cost_model.py [--full RESULT] [--out FILE]
+(writes benchmarks/results/bench_cost_model.txt; --full: the bench_ccd.py output whose
+10,000-star CCD joins the fit, default benchmarks/results/bench_ccd.txt; the sweep runs
+with the LAPACK that CLOUDCOV_LAPACK selects, which should be that of the --full run)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import subprocess
@@ -26,7 +30,12 @@ SWEEP = [((1024, 2046), 50), ((2048, 2046), 2500), ((4094, 2046), 50)]
 DECAPS2_CCDS, DECAPS2_DETECTIONS, CCD_AREA = 1.32e6, 34e9, 4094 * 2046
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", default=str(HERE / "results" / "bench_ccd.txt"),
+                    help="bench_ccd.py output of the full 10,000-star CCD")
+    ap.add_argument("--out", default=str(HERE / "results" / "bench_cost_model.txt"))
+    args = ap.parse_args(argv)
     lines = []
 
     def say(s=""):
@@ -43,11 +52,11 @@ def main():
         rows.append(r)
         say(f"{nr} x {nc}, {ns} stars: {r['core_s']:.1f} core-s (stack {r['stack']:.1f}, stars "
             f"{r['stars']:.1f}), peak RSS {r['rss_gib']:.2f} GiB")
-    full = HERE / "results" / "bench_ccd.txt"
+    full = pathlib.Path(args.full)
     r = json.loads(next(l for l in full.read_text().splitlines() if l.startswith("RESULT "))[7:])
     rows.append(r)
     say(f"{r['rows']} x {r['cols']}, {r['nstar']} stars: {r['core_s']:.1f} core-s (stack {r['stack']:.1f}, "
-        f"stars {r['stars']:.1f}), peak RSS {r['rss_gib']:.2f} GiB (from results/bench_ccd.txt)")
+        f"stars {r['stars']:.1f}), peak RSS {r['rss_gib']:.2f} GiB (from {full.name})")
     X = np.array([[r["rows"] * r["cols"], r["nstar"], 1.0] for r in rows])
     y = np.array([r["core_s"] for r in rows])
     (a, b, c), *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -67,7 +76,7 @@ def main():
             f"write bandwidth, plus prep/output as measured) -> {per_ccd * DECAPS2_CCDS / 3600:.0f} + "
             f"{per_star * DECAPS2_DETECTIONS / 3600:.0f} = {fl / 3600:.0f} core-h; the 10k core-h goal "
             f"is {'below' if fl / 3600 > 1e4 else 'above'} this floor")
-    (HERE / "results" / "bench_cost_model.txt").write_text("\n".join(lines) + "\n")
+    pathlib.Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

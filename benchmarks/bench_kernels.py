@@ -22,7 +22,6 @@ import sys
 import time
 
 import numpy as np
-import scipy.linalg.lapack
 from threadpoolctl import threadpool_limits
 
 import cloudcov as cc
@@ -133,9 +132,10 @@ def main(argv=None):
         call = lambda th: _core.lpi_stars(st, bim, Np, w, w, 0, 0, img, stars, bad, rows, cols,  # noqa: E731
                                           psfs, flux, circ, 20.0, False, True, True, th)
         out = call(1)
-        # The floor: a bare LAPACK Cholesky (scipy's spotrf, the OpenBLAS behind cloudcov's
-        # capsules) of a bordered matrix of the same size, timed in the same loop (process
-        # CPU time, interleaved with the star batches so that machine load hits both alike).
+        # The floor: a bare LAPACK Cholesky (spotrf through the table cloudcov's kernels call:
+        # scipy's OpenBLAS, or MKL with CLOUDCOV_LAPACK=mkl) of a bordered matrix of the same
+        # size, timed in the same loop (process CPU time, interleaved with the star batches so
+        # that machine load hits both alike).
         nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
         M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
         A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
@@ -149,7 +149,7 @@ def main(argv=None):
             for _ in range(15):
                 A[...] = A0
                 c = time.process_time()
-                scipy.linalg.lapack.spotrf(A, lower=1, overwrite_a=1, clean=0)
+                _core.lapack_potrf(A)
                 acc += time.process_time() - c
             t_chol.append(acc / 15)
         ts1 = float(np.median(t_star)) * nstar

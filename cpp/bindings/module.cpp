@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "cloudcov/boxcar.hpp"
 #include "cloudcov/conditioning.hpp"
@@ -558,6 +559,49 @@ void load_lapack() {
     if (!t.s.ready() || !t.d.ready()) throw std::runtime_error("could not load BLAS/LAPACK from scipy");
 }
 
+// Replace the table by the routines at the given addresses (cloudcov.lapack: another LAPACK
+// with the reference Fortran interface, 32-bit integers, no hidden string lengths, safe to
+// call from several threads at once). All ten names are required; nothing changes on error.
+void set_lapack(const py::dict& addr) {
+    static const char* names[] = {"spotrf", "dpotrf", "spotrs", "dpotrs", "slacn2",
+                                  "dlacn2", "strsv",  "dtrsv",  "sgemv",  "dgemv"};
+    std::uintptr_t a[10];
+    for (int k = 0; k < 10; ++k) {
+        if (!addr.contains(names[k])) throw std::invalid_argument(std::string("set_lapack: no address for ") + names[k]);
+        a[k] = addr[names[k]].cast<std::uintptr_t>();
+        if (a[k] == 0) throw std::invalid_argument(std::string("set_lapack: null address for ") + names[k]);
+    }
+    cloudcov::Lapack t;
+    auto put = [&](auto& fn, int k) { fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(a[k]); };
+    put(t.s.potrf, 0); put(t.d.potrf, 1); put(t.s.potrs, 2); put(t.d.potrs, 3);
+    put(t.s.lacn2, 4); put(t.d.lacn2, 5); put(t.s.trsv, 6); put(t.d.trsv, 7);
+    put(t.s.gemv, 8); put(t.d.gemv, 9);
+    cloudcov::lapack_table() = t;
+}
+
+// ?potrf of a Fortran-ordered square float32/float64 array in place (lower triangle) through
+// the current table: the floor the benchmarks compare the per-star stage with. Returns info.
+int lapack_potrf(py::array a) {
+    if (a.ndim() != 2 || a.shape(0) != a.shape(1)) throw std::invalid_argument("a: expected a square 2-d array");
+    if (!(a.flags() & py::array::f_style) || !a.writeable())
+        throw std::invalid_argument("a: expected a writeable Fortran-ordered array");
+    char lo = 'L';
+    int n = static_cast<int>(a.shape(0)), info = 0;
+    const auto& t = cloudcov::lapack_table();
+    if (is_dtype<float>(a)) {
+        float* p = static_cast<float*>(a.mutable_data());
+        py::gil_scoped_release nogil;
+        t.s.potrf(&lo, &n, p, &n, &info);
+    } else if (is_dtype<double>(a)) {
+        double* p = static_cast<double*>(a.mutable_data());
+        py::gil_scoped_release nogil;
+        t.d.potrf(&lo, &n, p, &n, &info);
+    } else {
+        throw std::invalid_argument("a: expected float32 or float64");
+    }
+    return info;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -581,6 +625,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "image"_a, "Np"_a, "wrow"_a, "wcol"_a, py::arg("bimage").noconvert(),
           py::arg("stack").noconvert(), "nthreads"_a = 1);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
+    m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
+    m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);
+    m.def("lapack_potrf", &lapack_potrf, "?potrf (lower, in place) through the LAPACK table.", "a"_a);
     m.def("build_cov", &build_cov, "Stamp covariance and mean from the stack.", "bimage"_a,
           "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "julia_compat"_a = false);
     m.def("pixel_classes", &pixel_classes, "Good/hidden pixel classes and dnt bits.", "kmasked"_a,

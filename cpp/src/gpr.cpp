@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cloudcov/aligned.hpp"
 #include "cloudcov/errors.hpp"
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/parallel.hpp"
@@ -29,7 +30,7 @@ void gpr_impute(const Image<const double>& x, const Image<const std::uint8_t>& b
     const auto& L = lapack_table().d;
     const int nt = resolve_threads(nthreads);
     struct Scratch {
-        std::vector<double> K, v, k, xv;
+        AlignedVector<double> K, v, k, xv;
         std::vector<int> dr, dc, bj;
         std::vector<double> kfull, xfull;
         std::vector<char> isgood;
@@ -71,7 +72,7 @@ void gpr_impute(const Image<const double>& x, const Image<const std::uint8_t>& b
                 fidx[(a + half) * w + b + half] = j;
                 ++j;
             }
-    std::vector<double> Af(static_cast<size_t>(nf) * nf);
+    AlignedVector<double> Af(static_cast<size_t>(nf) * nf);
     for (int c = 0; c < nf; ++c)
         for (int r = c; r < nf; ++r)
             Af[static_cast<size_t>(c) * nf + r] = r == c ? k0 + 1.0 : kv(fdr[r] - fdr[c], fdc[r] - fdc[c]);
@@ -149,7 +150,8 @@ void gpr_impute(const Image<const double>& x, const Image<const std::uint8_t>& b
             int info = 0, nn = nf, nrhs = bcount + 1;
             L.potrs(&lo, &nn, &nrhs, Af.data(), &nn, U, &nn, &info);
             // v_G = u_G - Z_G S^-1 u_B with S = Z_B (nb x nb, SPD)
-            double S[kMaxUpdate * kMaxUpdate], t[kMaxUpdate];
+            alignas(64) double S[kMaxUpdate * kMaxUpdate];
+            alignas(64) double t[kMaxUpdate];
             for (int b = 0; b < bcount; ++b) {
                 t[b] = U[bj[b]];
                 for (int c = 0; c < bcount; ++c)

@@ -18,6 +18,11 @@ except ImportError as exc:  # pragma: no cover - only hit on broken installs
         "Did you forget to build it? Reinstall with `pip install .` from the source tree."
     ) from exc
 
+from .lapack import lapack_info, set_lapack
+from . import lapack as _lapack
+
+_lapack._from_environment()
+
 from .covariance import boxcar, build_cov, local_covariance, shift_stack, stack_value
 from . import io
 from .infill import InfillResult, add_sky_noise, prelim_infill
@@ -37,6 +42,7 @@ from ._provenance import version as _version
 __version__ = _version()
 
 __all__ = [
+    "set_lapack", "lapack_info",
     "process_ccd", "prepare_ccd", "star_details", "PreparedCCD", "OUTPUT_COLUMNS", "as_psf_model", "plan_strips",
     "from_photutils",
     "CloudCovError", "CloudCovWarning", "NumericalError",

@@ -71,6 +71,16 @@ def _from_version(v):
     return m.group(1), m.group(2) is not None
 
 
+def _lapack_name():
+    """``scipy`` or ``mkl`` (with MKL's version): the LAPACK the C++ kernels call."""
+    try:
+        from .lapack import lapack_info
+    except ImportError:  # pragma: no cover - broken install without the extension
+        return None
+    info = lapack_info()
+    return info["name"] if info["version"] is None else f"{info['name']} ({info['version']})"
+
+
 def provenance(repo=None):
     """What made a result: version, git commit and dirty flag, Python/numpy, UTC date.
 
@@ -89,7 +99,8 @@ def provenance(repo=None):
         files are not counted; None when unknown), ``git_source`` (``"work tree"``: asked
         git in the source tree cloudcov was imported from; ``"version"``: read from the
         version string of an installed build; ``"unknown"``), ``python``, ``numpy``,
-        ``platform``, ``date`` (ISO 8601, UTC).
+        ``platform``, ``lapack`` (the LAPACK the kernels call, see
+        :func:`cloudcov.lapack_info`), ``date`` (ISO 8601, UTC).
 
     Notes
     -----
@@ -114,5 +125,5 @@ def provenance(repo=None):
             source = "version"
     return dict(cloudcov=v, git_commit=commit, git_dirty=dirty, git_source=source,
                 python=platform.python_version(), numpy=np.__version__,
-                platform=platform.platform(),
+                platform=platform.platform(), lapack=_lapack_name(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

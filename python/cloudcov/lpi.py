@@ -20,6 +20,7 @@ from .io.tables import catalog_columns
 from .masks import gen_mask_static_psf, outest_bounds
 from .noise import check_thresholds, residual_noise, suggest_thresholds
 from .perstar import circle_mask
+from .lapack import lapack_info
 from .psf import as_psf_model
 from .tiling import DEFAULT_MAX_MEMORY, sweep_plan
 
@@ -532,7 +533,9 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
         ``kcond``, ``kpred`` (int32) and ``dnt`` (int8, bits in :data:`cloudcov.DNT_BITS`;
         bit 128, not measured, is the sign bit); ``meta["cloudcov"]`` holds the parameters
         (thresholds as used, ``"auto"`` resolved), the residual ``noise``, the convention,
-        the package version, the seed, infill statistics, ``n_not_measured`` and timings.
+        the package version, the LAPACK used (``lapack``: ``"scipy"`` or ``"mkl"``, see
+        :func:`cloudcov.set_lapack`), the seed, infill statistics, ``n_not_measured`` and
+        timings.
 
     Raises
     ------
@@ -608,7 +611,7 @@ def _run_meta(inp, *, seed, sky_noise, julia_compat, convention, rlim, guard, fl
                 convention=convention, rlim=float(rlim), guard=bool(guard),
                 flux_floor=flux_floor, noise=float(inp.noise),
                 seed=seed if isinstance(seed, (int, np.integer)) else repr(seed),
-                version=_core.__version__)
+                lapack=lapack_info()["name"], version=_core.__version__)
 
 
 def _star_psfs(inp):

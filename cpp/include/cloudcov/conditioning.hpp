@@ -36,6 +36,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cloudcov/aligned.hpp"
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/pixel_classes.hpp"
 #include "cloudcov/views.hpp"
@@ -70,7 +71,7 @@ struct StarStamp {
 // Scratch reused across stars by one thread.
 template <class W>
 struct CondScratch {
-    std::vector<W> K, z, pred, q, pdiag, work;
+    AlignedVector<W> K, z, pred, q, pdiag, work;
     std::vector<double> colsum;
     std::vector<int> iwork, run_good, run_hidden;
 };
