@@ -263,9 +263,10 @@ def floors(out, m, repeat=7):
     rng = np.random.default_rng(0)
     tgrid = []
     with threadpool_limits(1):
-        for nb in grid:
+        for nb in grid.tolist():   # Python ints: a numpy int64 divisor would promote to float64
             M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
             A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+            assert A0.dtype == np.float32
             A = A0.copy(order="F")
             ts = []
             for _ in range(repeat):
