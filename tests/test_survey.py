@@ -10,7 +10,7 @@ from astropy.table import Table
 
 from _survey_files import (assert_same_outputs, copy_exposure, run_cli_killed,  # noqa: F401
                            survey_exposure)
-from cloudcov import OUTPUT_COLUMNS, __version__
+from cloudcov import OUTPUT_COLUMNS, __version__, lapack_info
 from cloudcov.cli import main
 from cloudcov.io import ccd_status, read_output, write_ccd_output
 from cloudcov.io.output import part_path
@@ -76,6 +76,7 @@ def test_exposure_fits_output(reference, survey_exposure, capsys):
         assert p["seed"] == ccd_seed(date_seed("171113_060340"), ccd) and p["widy"] == 21
         assert t.meta["info"]["files"]["ooi"] == survey_exposure["files"]["ooi"]
         assert t.meta["info"]["version"] == __version__
+        assert t.meta["info"]["lapack"] == lapack_info()["name"]
     src.close()
     assert out["N6"].meta["params"]["seed"] != out["N2"].meta["params"]["seed"]
     assert not (reference.parent / f"{OUT_NAME}.fits.parts").exists()

@@ -279,6 +279,7 @@ def _compute_ccd(ccd, files, params, seed, *, threads, max_memory, filter=None,
                 n_guard=int(np.sum(dnt & 4 != 0)), n_unstable=int(np.sum(dnt & 64 != 0)),
                 gain=inputs.gain, shape=list(inputs.image.shape), threads=threads,
                 max_memory=max_memory, s7_correction=inputs.s7_correction,
+                lapack=meta.get("lapack"),
                 process_ccd={k: v for k, v in meta.items()
                              if k.startswith(("seconds", "n_", "nstrips", "ring_rows", "infill"))})
     log.info("%s: %d stars in %.1f s, guard %d, unstable %d", ccd, nstars, seconds,
