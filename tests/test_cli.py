@@ -77,6 +77,7 @@ def test_ccd_generic_inputs(tmp_path, capsys):
                          float(np.float32(ex["gain"])), dq=ex["dq"], thr=1000, seed=0, threads=1)
     np.testing.assert_array_equal(np.asarray(got["cflux"]), np.asarray(ref["cflux"]))
     np.testing.assert_array_equal(np.asarray(got["dnt"]).astype(int), np.asarray(ref["dnt"]).astype(int))
+    assert got.meta["info"]["lapack"] == cc.lapack_info()["name"]
     # missing pieces are named
     assert main(["ccd", "--image", str(f["image"]), "--out", str(tmp_path / "x.fits")]) == 1
     assert "--model, --cat, --psf, --gain" in capsys.readouterr().err

@@ -303,7 +303,7 @@ def _ccd_generic_locked(args, fmt):
                                 "sky_noise", "julia_compat", "rlim", "guard", "convention",
                                 "seed")}
     write_ccd_output(args.out, out, name, params=params, fmt=fmt, compression=args.compression,
-                     info=dict(version=m["version"], files=files, noise=m["noise"],
+                     info=dict(version=m["version"], lapack=m["lapack"], files=files, noise=m["noise"],
                                seconds=m["seconds_total"]))
     _ccd_summary(name, out, time.perf_counter() - t0, args.out,
                  f"; residual noise {m['noise']:.3g}, thr {m['thr']:.3g}")
