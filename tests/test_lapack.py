@@ -91,6 +91,22 @@ def test_missing_mkl_is_a_clear_error(restore_lapack, monkeypatch):
     assert cc.set_lapack("auto")["name"] == "scipy"
 
 
+def test_auto_falls_back_to_scipy_when_mkl_is_unusable(restore_lapack, monkeypatch):
+    cc.set_lapack("scipy")
+
+    def unusable():
+        raise RuntimeError("MKL could not be set to the sequential threading layer")
+
+    monkeypatch.setattr(lapack, "_find_mkl", lambda: "/nowhere/libmkl_rt.so")
+    monkeypatch.setattr(lapack, "_mkl", {})
+    monkeypatch.setattr(lapack, "_load_mkl", unusable)
+    with pytest.warns(cc.CloudCovWarning, match="using scipy's LAPACK: MKL could not"):
+        assert cc.set_lapack("auto")["name"] == "scipy"
+    with pytest.raises(RuntimeError, match="sequential"):
+        cc.set_lapack("mkl")
+    assert cc.lapack_info()["name"] == "scipy"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lapack_potrf_factorises_through_the_table(dtype):
     a = spd(50, dtype)

@@ -23,8 +23,10 @@ import glob
 import os
 import site
 import sys
+import warnings
 
 from . import _core
+from .errors import CloudCovWarning
 
 __all__ = ["set_lapack", "lapack_info", "LAPACK_ENV"]
 
@@ -86,7 +88,8 @@ def set_lapack(name):
     name : {"scipy", "mkl", "auto"}
         ``"scipy"``: the OpenBLAS routines scipy ships (the default); ``"mkl"``: Intel MKL
         from the ``mkl`` package (LP64 interface, sequential threading layer); ``"auto"``:
-        MKL when it is installed, else scipy's.
+        MKL when it is installed and usable, else scipy's (with a
+        :class:`~cloudcov.CloudCovWarning` when MKL is installed but cannot be used).
 
     Returns
     -------
@@ -110,7 +113,16 @@ def set_lapack(name):
     if not isinstance(name, str) or name not in ("scipy", "mkl", "auto"):
         raise ValueError(f"name: expected 'scipy', 'mkl' or 'auto', got {name!r}")
     if name == "auto":
-        name = "mkl" if (_mkl or _find_mkl() is not None) else "scipy"
+        if not (_mkl or _find_mkl() is not None):
+            name = "scipy"
+        else:
+            try:
+                _load_mkl()
+                name = "mkl"
+            except (RuntimeError, OSError, AttributeError) as exc:   # installed but unusable
+                warnings.warn(f"set_lapack('auto'): using scipy's LAPACK: {exc}", CloudCovWarning,
+                              stacklevel=2)
+                name = "scipy"
     if name == "scipy":
         _core.use_scipy_lapack()
         _state.update(name="scipy", library="scipy.linalg.cython_lapack / cython_blas", version=None)
