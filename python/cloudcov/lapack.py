@@ -108,7 +108,9 @@ def set_lapack(name):
     -----
     Call it between runs, not while a cloudcov kernel runs in another Python thread. Results
     differ between the two at float round-off only; for either, they are bitwise identical
-    for any thread count.
+    for any thread count. MKL's interface and threading layers are process-wide: another MKL
+    user in the same process (an MKL-built numpy, say) then also runs MKL sequentially, and
+    one that set other layers first makes ``"mkl"`` fail.
     """
     if not isinstance(name, str) or name not in ("scipy", "mkl", "auto"):
         raise ValueError(f"name: expected 'scipy', 'mkl' or 'auto', got {name!r}")
