@@ -84,6 +84,22 @@ def test_shift_stack_out_reuse(rng):
     np.testing.assert_array_equal(s, cc.shift_stack(x, 5, 9, 9)[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stack_sweep_compute_counts_every_value(rng, dtype):
+    """The benchmarks' arithmetic-only sweep (rows computed, never stored) covers the whole
+    stack of the tile, and refuses what shift_stack refuses."""
+    from cloudcov import _core
+    x = rng.standard_normal((60, 47)).astype(dtype)
+    Np, wr, wc = 7, 15, 11
+    assert _core.stack_sweep_compute(x, Np, wr, wc, 2) == (60 - wr + 1) * (47 - wc + 1) * Np * (2 * Np - 1)
+    with pytest.raises(ValueError, match="Np"):
+        _core.stack_sweep_compute(x, 6, wr, wc)
+    with pytest.raises(ValueError, match="image"):
+        _core.stack_sweep_compute(x[:10], Np, wr, wc)
+    with pytest.raises(ValueError, match="image"):
+        _core.stack_sweep_compute(x.astype(np.int32), Np, wr, wc)
+
+
 def sample_covariance(x, R, C, Np, wr, wc):
     """Explicit eq. 6: samples are the stamp shifted over the boxcar window; unbiased."""
     h, ar, ac = (Np - 1) // 2, (wr - 1) // 2, (wc - 1) // 2

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <type_traits>
 
 #include "cloudcov/boxcar.hpp"
@@ -118,6 +119,31 @@ void shift_stack(const py::array& image, idx Np, idx wrow, idx wcol, py::array b
                  py::array stack, int nthreads) {
     if (is_dtype<float>(image)) return shift_stack_t<float>(image, Np, wrow, wcol, bimage, stack, nthreads);
     if (is_dtype<double>(image)) return shift_stack_t<double>(image, Np, wrow, wcol, bimage, stack, nthreads);
+    throw std::invalid_argument("image: expected float32 or float64");
+}
+
+// Benchmarks only: the stack sweep of a whole tile with its rows computed but not stored
+// (StackStream::set_store(false); a one-row stack stands in for the ring), so that the
+// sweep's arithmetic can be timed apart from its memory writes. Returns the values computed.
+template <class T>
+idx stack_sweep_compute_t(const py::array& image, idx Np, idx wrow, idx wcol, int nthreads) {
+    auto x = cimage<T>(image, "image");
+    cloudcov::require(Np >= 3 && Np % 2 == 1 && Np <= cloudcov::kMaxNp, "Np must be odd and in [3, 1023]");
+    cloudcov::require(wrow >= 1 && wcol >= 1 && x.rows >= wrow && x.cols >= wcol,
+                      "image: smaller than the boxcar window");
+    const idx orow = x.rows - wrow + 1, ocol = x.cols - wcol + 1;
+    std::vector<T> row(static_cast<size_t>(ocol * cloudcov::n_slots(Np)));   // Np shift rows x 1 row
+    cloudcov::Stack<T> st{row.data(), Np, 1, ocol};
+    py::gil_scoped_release nogil;
+    cloudcov::StackStream<T> stream(x, Np, wrow, wcol, st, nthreads);
+    stream.set_store(false);
+    stream.compute_rows(orow);
+    return orow * ocol * cloudcov::n_slots(Np);
+}
+
+idx stack_sweep_compute(const py::array& image, idx Np, idx wrow, idx wcol, int nthreads) {
+    if (is_dtype<float>(image)) return stack_sweep_compute_t<float>(image, Np, wrow, wcol, nthreads);
+    if (is_dtype<double>(image)) return stack_sweep_compute_t<double>(image, Np, wrow, wcol, nthreads);
     throw std::invalid_argument("image: expected float32 or float64");
 }
 
@@ -624,6 +650,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("shift_stack", &shift_stack, "Fill bimage and the shifted-product stack in place.",
           "image"_a, "Np"_a, "wrow"_a, "wcol"_a, py::arg("bimage").noconvert(),
           py::arg("stack").noconvert(), "nthreads"_a = 1);
+    m.def("stack_sweep_compute", &stack_sweep_compute,
+          "Benchmarks: the stack sweep of a tile computed but not stored; returns the values.",
+          "image"_a, "Np"_a, "wrow"_a, "wcol"_a, "nthreads"_a = 1);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);

@@ -149,6 +149,11 @@ template <class T>
 StackStream<T>::~StackStream() = default;
 
 template <class T>
+void StackStream<T>::set_store(bool store) {
+    for (auto& g : groups_) g.store = store;
+}
+
+template <class T>
 void StackStream<T>::compute_rows(idx r_end) {
     r_end = std::min(r_end, orow_);
     if (r_end <= done_) return;

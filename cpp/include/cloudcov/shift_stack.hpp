@@ -57,6 +57,9 @@ class StackStream {
     StackStream(const StackStream&) = delete;
     StackStream& operator=(const StackStream&) = delete;
     void compute_rows(idx r_end);
+    // Benchmarks only: with store = false the rows are computed (into the per-thread stage)
+    // but not written to the stack, which isolates the sweep's arithmetic from its writes.
+    void set_store(bool store);
     idx rows_done() const { return done_; }
     idx out_rows() const { return orow_; }
     idx out_cols() const { return ocol_; }
@@ -87,6 +90,7 @@ struct GroupArgs {
     double* acc;    // out_cols * ndp, persistent across calls for one shift row
     double* delta;  // ndp
     void* stage;    // out_cols * nd values of the stack type
+    bool store = true;   // false: compute rows without writing them (StackStream::set_store)
 };
 }  // namespace detail
 
