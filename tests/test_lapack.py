@@ -1,5 +1,6 @@
 """cloudcov.lapack: the LAPACK the kernels call (scipy's OpenBLAS by default, or Intel MKL)."""
 import ctypes
+import warnings
 
 import numpy as np
 import pytest
@@ -77,8 +78,42 @@ def test_environment_variable(restore_lapack, monkeypatch):
     lapack._from_environment()            # empty: leave the default
     assert cc.lapack_info()["name"] == "scipy"
     monkeypatch.setenv(lapack.LAPACK_ENV, " AUTO ")
+    monkeypatch.setattr(lapack, "_cpu_vendor", lambda: "GenuineIntel")
     lapack._from_environment()
     assert cc.lapack_info()["name"] == ("mkl" if HAVE_MKL else "scipy")
+
+
+@pytest.mark.parametrize("vendor", ["AuthenticAMD", "HygonGenuine", None])
+def test_auto_keeps_scipy_on_cpus_other_than_intel(vendor, restore_lapack, monkeypatch):
+    """MKL runs slower than scipy's OpenBLAS on AMD (benchmarks/bench_lapack.py), so "auto"
+    only picks it on Intel CPUs; "mkl" still gets it anywhere."""
+    cc.set_lapack("scipy")
+
+    def must_not_load():
+        raise AssertionError("set_lapack('auto') tried MKL on a CPU that is not Intel's")
+
+    monkeypatch.setattr(lapack, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(lapack, "_find_mkl", lambda: "/somewhere/libmkl_rt.so")
+    monkeypatch.setattr(lapack, "_mkl", {})
+    monkeypatch.setattr(lapack, "_load_mkl", must_not_load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # a quiet choice, not a fallback
+        assert cc.set_lapack("auto")["name"] == "scipy"
+    if HAVE_MKL:
+        monkeypatch.undo()
+        assert cc.set_lapack("mkl")["name"] == "mkl"
+
+
+def test_cpu_vendor_is_read_from_the_machine():
+    vendor = lapack._cpu_vendor()
+    assert vendor is None or (isinstance(vendor, str) and vendor.strip() == vendor and vendor)
+    try:
+        with open("/proc/cpuinfo") as f:
+            ids = {line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")}
+    except OSError:
+        return
+    if ids:
+        assert ids == {vendor}
 
 
 def test_missing_mkl_is_a_clear_error(restore_lapack, monkeypatch):
@@ -100,6 +135,7 @@ def test_auto_falls_back_to_scipy_when_mkl_is_unusable(restore_lapack, monkeypat
     monkeypatch.setattr(lapack, "_find_mkl", lambda: "/nowhere/libmkl_rt.so")
     monkeypatch.setattr(lapack, "_mkl", {})
     monkeypatch.setattr(lapack, "_load_mkl", unusable)
+    monkeypatch.setattr(lapack, "_cpu_vendor", lambda: "GenuineIntel")
     with pytest.warns(cc.CloudCovWarning, match="using scipy's LAPACK: MKL could not"):
         assert cc.set_lapack("auto")["name"] == "scipy"
     with pytest.raises(RuntimeError, match="sequential"):

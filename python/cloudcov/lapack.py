@@ -6,11 +6,13 @@ factorises. cloudcov does not implement these: it calls an optimized LAPACK thro
 function table in its C++ core. By default that table holds the routines scipy ships
 (``scipy.linalg.cython_lapack`` / ``cython_blas``: OpenBLAS). Intel's MKL, installed from
 PyPI (``pip install "cloudcov[mkl]"``, the ``mkl`` package), factorises the per-star matrices
-of ~700-800 rows 1.5-1.8x faster on AVX-512 Intel CPUs (``benchmarks/bench_kernels.py``).
+of ~700-800 rows 1.5-1.8x faster on AVX-512 Intel CPUs (``benchmarks/bench_kernels.py``), but
+about 1.4x slower than scipy's OpenBLAS on an AMD EPYC (Zen 4, AVX-512;
+``benchmarks/bench_lapack.py``): MKL does not run its fast code paths on other vendors' CPUs.
 
 Select it per process with the environment variable ``CLOUDCOV_LAPACK`` (read when cloudcov
-is imported; ``scipy``, the default, ``mkl``, or ``auto``: MKL when it is installed) or at run
-time with :func:`set_lapack`. The choice changes results at float round-off only (a
+is imported; ``scipy``, the default, ``mkl``, or ``auto``: MKL when it is installed and the CPU
+is an Intel one) or at run time with :func:`set_lapack`. The choice changes results at float round-off only (a
 different but equally accurate factorisation; tested against the default), is recorded in
 the ``lapack`` entry of a run's metadata, and, for each of them, results stay bitwise
 identical for any thread count.
@@ -21,6 +23,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import platform
 import site
 import sys
 import warnings
@@ -40,6 +43,26 @@ _MKL_THREADING_SEQUENTIAL = 1
 
 _state = {"name": "scipy", "library": "scipy.linalg.cython_lapack / cython_blas", "version": None}
 _mkl = {}   # the loaded MKL (CDLL, path, version), kept alive for the process
+
+
+def _cpu_vendor():
+    """The CPU vendor string (``"GenuineIntel"``, ``"AuthenticAMD"``, ...) or None if unknown.
+
+    Linux: ``vendor_id`` of ``/proc/cpuinfo``; elsewhere :func:`platform.processor` when it
+    names the vendor (Windows does).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    proc = platform.processor()
+    for vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine"):
+        if vendor in proc:
+            return vendor
+    return None
 
 
 def _find_mkl():
@@ -88,8 +111,11 @@ def set_lapack(name):
     name : {"scipy", "mkl", "auto"}
         ``"scipy"``: the OpenBLAS routines scipy ships (the default); ``"mkl"``: Intel MKL
         from the ``mkl`` package (LP64 interface, sequential threading layer); ``"auto"``:
-        MKL when it is installed and usable, else scipy's (with a
-        :class:`~cloudcov.CloudCovWarning` when MKL is installed but cannot be used).
+        MKL when it is installed and usable and the CPU is an Intel one (vendor
+        ``GenuineIntel``), else scipy's (with a :class:`~cloudcov.CloudCovWarning` when MKL
+        is installed but cannot be used). On other CPUs MKL is installed but not chosen:
+        measured 1.4x slower than scipy's OpenBLAS per ``spotrf`` on an AMD EPYC
+        (``benchmarks/results/bench_lapack_epyc.txt``); ask for ``"mkl"`` to use it anyway.
 
     Returns
     -------
@@ -115,7 +141,7 @@ def set_lapack(name):
     if not isinstance(name, str) or name not in ("scipy", "mkl", "auto"):
         raise ValueError(f"name: expected 'scipy', 'mkl' or 'auto', got {name!r}")
     if name == "auto":
-        if not (_mkl or _find_mkl() is not None):
+        if not (_mkl or _find_mkl() is not None) or _cpu_vendor() != "GenuineIntel":
             name = "scipy"
         else:
             try:
