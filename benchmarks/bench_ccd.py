@@ -8,7 +8,7 @@ core-ms per star, peak memory, and the ratio against the plain numpy/scipy imple
 (benchmarks/numpy_reference.py) timed on a subset in the same process and scaled.
 Writes benchmarks/results/bench_ccd.txt.
 
-Run: python benchmarks/bench_ccd.py [--nstar N] [--threads T]
+Run: python benchmarks/bench_ccd.py [--nstar N] [--threads T] [--repeat R]
 """
 from __future__ import annotations
 
@@ -139,6 +139,9 @@ def main(argv=None):
     ap.add_argument("--ring-extra", type=int, default=None,
                     help="stack ring rows beyond Np (cloudcov.tiling.RING_EXTRA_ROWS, default 16)")
     ap.add_argument("--no-reference", action="store_true", help="skip the numpy reference")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="CCD runs (fresh process each, floors timed after each); the output "
+                         "gives every run, the medians, and the run of median CPU in detail")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_ccd.txt"))
     args = ap.parse_args(argv)
     lines = []
@@ -169,10 +172,31 @@ def main(argv=None):
                  gain=gain, max_memory=-1 if args.max_memory is None else args.max_memory,
                  ring_extra=-1 if args.ring_extra is None else args.ring_extra,
                  x=np.asarray(cat["x"]), y=np.asarray(cat["y"]), flux=np.asarray(cat["flux"]))
-        res = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(args.threads)],
-                             check=True, capture_output=True, text=True)
-        info = json.loads(res.stdout.strip().splitlines()[-1])
-        out = cc.io.read_fits_table(pathlib.Path(tmp) / "out.fits")
+        runs = []
+        for k in range(args.repeat):
+            res = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(args.threads)],
+                                 check=True, capture_output=True, text=True)
+            info = json.loads(res.stdout.strip().splitlines()[-1])
+            out = cc.io.read_fits_table(pathlib.Path(tmp) / "out.fits")
+            # floors measured right after each run, so that each ratio compares like with like
+            fl, arith = floors(out, info["meta"]), stack_arithmetic(image, info["meta"])
+            runs.append((info, out, fl, arith))
+            if args.repeat > 1:
+                m = info["meta"]
+                st, sb = m["core_seconds_stack"], m["core_seconds_stars"]
+                say(f"run {k + 1}/{args.repeat}: CPU {info['cpu']:.1f} core-s (stack sweep {st:.1f}, star "
+                    f"batches {sb:.1f}, rest {info['cpu'] - st - sb:.1f}); floors: spotrf sum {fl['stars']:.1f} "
+                    f"(star batches / floor {sb / fl['stars']:.2f}), stack arithmetic {arith['seconds']:.1f} + "
+                    f"writes {fl['stack']:.1f} (stack sweep / their sum {st / (arith['seconds'] + fl['stack']):.2f})")
+    if args.repeat > 1:
+        med = lambda f: float(np.median([f(*r) for r in runs]))   # noqa: E731
+        say(f"medians over the {args.repeat} runs: CPU {med(lambda i, o, f, a: i['cpu']):.1f} core-s, stack sweep "
+            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stack']):.1f}, star batches "
+            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars']):.1f}, star batches / floor "
+            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars'] / f['stars']):.2f}, stack sweep / "
+            f"(arithmetic + writes) {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack'])):.2f}; "
+            f"the run of median CPU in detail:")
+    info, out, fl, arith = sorted(runs, key=lambda r: r[0]["cpu"])[len(runs) // 2]
     m = info["meta"]
     rss, rss0, core_s = info["rss"], info["rss_inputs"], info["cpu"]
     w0, w1 = 0.0, info["wall"]
@@ -194,7 +218,6 @@ def main(argv=None):
     say(f"  peak RSS of the CCD process {rss:.2f} GiB (after loading its inputs: {rss0:.2f} GiB); "
         f"stack budget {m['max_memory'] / 2**30:.2f} GiB, ring {m['ring_rows']} rows = "
         f"{m['ring_bytes'] / 2**30:.2f} GiB; target <= 1.0 GB per full CCD")
-    fl = floors(out, m)
     say(f"  floors measured in this process after the run: star stage = sum over its {fl['nfact']} "
         f"factorised stars of a bare spotrf of each one's bordered matrix (n = kcond + kpred, "
         f"{fl['nmin']}..{fl['nmax']}, median {fl['nmed']}; spotrf timed at {len(fl['grid'])} sizes, "
@@ -204,7 +227,6 @@ def main(argv=None):
         f"sweeps; one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
         f"writing the stack once takes {fl['stack']:.1f} core-s -> stack sweep / write floor "
         f"{m['core_seconds_stack'] / fl['stack']:.2f}")
-    arith = stack_arithmetic(image, m)
     both = arith["seconds"] + fl["stack"]
     say(f"  stack arithmetic: the same sweep with its rows computed but not stored "
         f"(_core.stack_sweep_compute, one thread, a {arith['shape'][0]}x{arith['shape'][1]} tile of "
