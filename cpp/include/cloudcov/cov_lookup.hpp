@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "cloudcov/prefetch.hpp"
 #include "cloudcov/shift_stack.hpp"
 #include "cloudcov/views.hpp"
 
@@ -60,7 +61,11 @@ struct StackCov {
 
     // Ask the memory system for the stack entries that fill(i, js > i) will read: for each
     // shift row drow, the Np contiguous slots of pixel i (the gather is bound by these
-    // scattered reads; issued one column ahead they overlap with the current column).
+    // scattered reads from memory; issued two columns ahead they overlap with the columns
+    // before). Into L2, not L1: a column's 50-100 lines are too many for L1's lines and miss
+    // slots. On a Zen 4 EPYC (benchmarks/profile_perstar.py, one star ~1.3x a bare spotrf)
+    // prefetcht1/t2 gave 1.28-1.33x, prefetcht0 1.42-1.44x, prefetchnta 1.40-1.47x and no
+    // prefetch 1.58-1.61x; the distance (1 to 8 columns) changed nothing.
     void prefetch(idx i) const {
         const idx ri = i / Np, ci = i % Np;
         const char* p0 = reinterpret_cast<const char*>(base[i] + key[i] - ci);
@@ -68,8 +73,8 @@ struct StackCov {
         const idx len = Np * static_cast<idx>(sizeof(T));
         for (idx d = 0; d < Np - ri; ++d) {
             const char* p = p0 + d * gs;
-            for (idx off = 0; off < len; off += 64) __builtin_prefetch(p + off, 0, 3);
-            __builtin_prefetch(p + len - 1, 0, 3);
+            for (idx off = 0; off < len; off += 64) prefetch_l2(p + off);
+            prefetch_l2(p + len - 1);
         }
     }
 
