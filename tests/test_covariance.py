@@ -119,6 +119,28 @@ def test_gather_prefetch_is_in_the_machine_code():
     assert any("prefetcht1" in b for b in gather)
 
 
+def test_gather_prefetch_switch_changes_no_result():
+    """_core.set_gather_prefetch (for benchmarks) returns the previous setting, and the star
+    outputs are bitwise the same with the prefetch off."""
+    from cloudcov import _core
+    from cloudcov.example import load_example
+    ex = load_example()
+
+    def run():
+        out = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
+                             ex["dq"], thr=1000, threads=2)
+        return {c: np.asarray(out[c]) for c in ("cflux", "dcflux", "cchi2", "kcond", "dnt")}
+
+    on = run()
+    assert _core.set_gather_prefetch(False) is True
+    try:
+        off = run()
+    finally:
+        assert _core.set_gather_prefetch(True) is False
+    for c in on:
+        np.testing.assert_array_equal(on[c], off[c])
+
+
 def sample_covariance(x, R, C, Np, wr, wc):
     """Explicit eq. 6: samples are the stamp shifted over the boxcar window; unbiased."""
     h, ar, ac = (Np - 1) // 2, (wr - 1) // 2, (wc - 1) // 2

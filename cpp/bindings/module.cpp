@@ -20,6 +20,7 @@
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/lpi_stars.hpp"
 #include "cloudcov/pixel_classes.hpp"
+#include "cloudcov/prefetch.hpp"
 #include "cloudcov/shift_stack.hpp"
 
 namespace py = pybind11;
@@ -653,6 +654,10 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("stack_sweep_compute", &stack_sweep_compute,
           "Benchmarks: the stack sweep of a tile computed but not stored; returns the values.",
           "image"_a, "Np"_a, "wrow"_a, "wcol"_a, "nthreads"_a = 1);
+    m.def("set_gather_prefetch",
+          [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
+          "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "
+          "the previous setting. Results never depend on it.", "on"_a);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);

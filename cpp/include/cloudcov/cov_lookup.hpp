@@ -67,6 +67,7 @@ struct StackCov {
     // prefetcht1/t2 gave 1.28-1.33x, prefetcht0 1.42-1.44x, prefetchnta 1.40-1.47x and no
     // prefetch 1.58-1.61x; the distance (1 to 8 columns) changed nothing.
     void prefetch(idx i) const {
+        if (!gather_prefetch().load(std::memory_order_relaxed)) return;
         const idx ri = i / Np, ci = i % Np;
         const char* p0 = reinterpret_cast<const char*>(base[i] + key[i] - ci);
         const idx gs = stack.group_stride() * static_cast<idx>(sizeof(T));

@@ -4,6 +4,7 @@
 // nothing but prefetches (GCC 12 -O1 and up removed the whole of StackCov::prefetch, so the
 // per-star gather ran without any prefetch). An asm volatile statement is never deleted.
 #pragma once
+#include <atomic>
 
 namespace cloudcov {
 
@@ -15,6 +16,13 @@ inline void prefetch_l2(const void* p) {
 #else
     __builtin_prefetch(p, 0, 2);
 #endif
+}
+
+// Whether the per-star gather prefetches (StackCov::prefetch). On by default; benchmarks
+// switch it off (_core.set_gather_prefetch) to measure what it gains on the CPU at hand.
+inline std::atomic<bool>& gather_prefetch() {
+    static std::atomic<bool> on{true};
+    return on;
 }
 
 }  // namespace cloudcov

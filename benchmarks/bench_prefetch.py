@@ -1,0 +1,90 @@
+"""What the per-star gather's prefetch gains on this CPU: process_ccd with it on and off, same process.
+
+The gather (``StackCov::fill``) reads ~2.5 MB of scattered stack lines per star from memory;
+``StackCov::prefetch`` asks for the lines of the column after next (x86 ``prefetcht1``, into
+L2). ``_core.set_gather_prefetch`` switches it off for a benchmark; results never depend on it
+(checked here: every output column bitwise equal). Runs process_ccd (2 threads by default)
+on the 768 x 768 flat field (300 stars) and on the DECam-size CCD (10,000 stars, real S6 mask
+and PSF) of bench_ccd.py, alternating on and off ``--repeat`` times, and prints the medians of
+the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and their ratio.
+
+Run: python benchmarks/bench_prefetch.py [--repeat R] [--threads T] [--no-decam] [--out FILE]
+(writes benchmarks/results/bench_prefetch.txt)
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+import cloudcov as cc
+from cloudcov import _core
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _provenance import load_note, provenance  # noqa: E402
+from bench_ccd import make_ccd, make_flat  # noqa: E402
+
+COLUMNS = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
+
+
+def run(args, threads, prefetch):
+    _core.set_gather_prefetch(prefetch)
+    try:
+        t = time.process_time()
+        out = cc.process_ccd(*args, threads=threads, seed=1, convention="crowdsource")
+        cpu = time.process_time() - t
+    finally:
+        _core.set_gather_prefetch(True)
+    m = out.meta["cloudcov"]
+    return dict(cpu=cpu, stars=m["core_seconds_stars"], stack=m["core_seconds_stack"],
+                cols={c: np.asarray(out[c]) for c in COLUMNS})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-decam", action="store_true", help="only the flat field")
+    ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_prefetch.txt"))
+    args = ap.parse_args(argv)
+    lines = []
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    say(f"{provenance()}; gather prefetch on/off, {args.threads} threads, {args.repeat} alternations; "
+        f"{load_note()}")
+    fields = [("flat field 768x768, 300 stars", make_flat()[:7])]
+    if not args.no_decam:
+        fields.append(("DECam CCD 4094x2046, 10000 stars, S6 mask, psf_r", make_ccd(10000, 0)))
+    for name, inputs in fields:
+        run(inputs, args.threads, True)   # warm-up (imports, first-touch of the buffers)
+        res = {True: [], False: []}
+        for _ in range(args.repeat):
+            for on in (False, True):
+                res[on].append(run(inputs, args.threads, on))
+        same = all(np.array_equal(a["cols"][c], b["cols"][c], equal_nan=True)
+                   for a in res[True] for b in res[False] for c in COLUMNS)
+        med = {on: {k: float(np.median([r[k] for r in res[on]])) for k in ("cpu", "stars", "stack")}
+               for on in res}
+        say(f"{name}: star batches {med[False]['stars']:.2f} core-s without prefetch, "
+            f"{med[True]['stars']:.2f} with (x{med[False]['stars'] / med[True]['stars']:.2f}); whole "
+            f"process_ccd {med[False]['cpu']:.2f} -> {med[True]['cpu']:.2f} core-s; stack sweep "
+            f"{med[False]['stack']:.2f} / {med[True]['stack']:.2f}; outputs bitwise equal: {same}")
+        say("  star batches per run, off / on: " + ", ".join(
+            f"{a['stars']:.2f}/{b['stars']:.2f}" for a, b in zip(res[False], res[True])))
+        if not same:
+            raise SystemExit("outputs differ with and without the prefetch")
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
