@@ -43,3 +43,12 @@ def cpu_model():
 def load_note():
     """The 1-minute load average and core count (the machine is shared)."""
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def write_result(lines, out):
+    """Write a benchmark's printed lines to ``out`` (parents created) and say where."""
+    path = pathlib.Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"written to {path}")
+    return 0

@@ -33,7 +33,7 @@ from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import load_note, provenance, write_result  # noqa: E402
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -241,7 +241,7 @@ def main(argv=None):
         f"other (target <= 30)")
     say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3)))}")
     if args.no_reference:
-        return _write(lines, args.out)
+        return write_result(lines, args.out)
 
     # numpy reference on a subset, scaled to the same CCD
     with threadpool_limits(1):   # core-seconds, single-threaded BLAS like cloudcov's
@@ -274,7 +274,7 @@ def main(argv=None):
         f"the same strips, "
         f"{nref} stars of the median flux {fmed:.0f} ADU; process CPU time): {np_stack:.0f} s stack + {np_star * 1e3:.1f} ms/star -> {np_total:.0f} core-s "
         f"per CCD; cloudcov end-to-end speed ratio x{np_total / core_s:.1f} (target >= 20)")
-    return _write(lines, args.out)
+    return write_result(lines, args.out)
 
 
 def floors(out, m, repeat=7):
@@ -345,13 +345,6 @@ def stack_arithmetic(image, m, repeat=3):
     ns = float(np.median(ts))
     return dict(shape=tile.shape, ns=ns * 1e9, seconds=ns * int(m["stack_values"]), repeat=repeat)
 
-
-def _write(lines, out):
-    path = pathlib.Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print(f"written to {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import cloudcov as cc
 from cloudcov import _core, lapack
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import load_note, provenance, write_result  # noqa: E402
 
 SIZES = (200, 400, 600, 716, 784, 1000)
 
@@ -67,7 +67,7 @@ def main(argv=None):
         mkl = cc.set_lapack("mkl")
     except RuntimeError as exc:
         say(f"MKL not usable here: {exc}")
-        return _write(lines, args.out)
+        return write_result(lines, args.out)
     cc.set_lapack("scipy")
     say(f"cpu vendor {lapack._cpu_vendor()}; MKL {mkl['version']} ({mkl['library']})")
     rng = np.random.default_rng(0)
@@ -91,15 +91,8 @@ def main(argv=None):
     faster = "mkl" if np.median(list(ratios.values())) < 1 else "scipy"
     say(f"=> median mkl / scipy over the sizes {np.median(list(ratios.values())):.2f}: {faster} is "
         f"faster on this CPU; set_lapack('auto') picks {auto}")
-    return _write(lines, args.out)
+    return write_result(lines, args.out)
 
-
-def _write(lines, out):
-    path = pathlib.Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print(f"written to {path}")
-    return 0
 
 
 if __name__ == "__main__":

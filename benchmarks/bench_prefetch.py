@@ -24,7 +24,7 @@ import cloudcov as cc
 from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import load_note, provenance, write_result  # noqa: E402
 from bench_ccd import make_ccd, make_flat  # noqa: E402
 
 COLUMNS = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
@@ -79,11 +79,7 @@ def main(argv=None):
             f"{a['stars']:.2f}/{b['stars']:.2f}" for a, b in zip(res[False], res[True])))
         if not same:
             raise SystemExit("outputs differ with and without the prefetch")
-    path = pathlib.Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print(f"written to {path}")
-    return 0
+    return write_result(lines, args.out)
 
 
 if __name__ == "__main__":
