@@ -7,12 +7,13 @@ function table in its C++ core. By default that table holds the routines scipy s
 (``scipy.linalg.cython_lapack`` / ``cython_blas``: OpenBLAS). Intel's MKL, installed from
 PyPI (``pip install "cloudcov[mkl]"``, the ``mkl`` package), factorises the per-star matrices
 of ~700-800 rows 1.5-1.8x faster on AVX-512 Intel CPUs (``benchmarks/bench_kernels.py``), but
-about 1.4x slower than scipy's OpenBLAS on an AMD EPYC (Zen 4, AVX-512;
+1.3x slower than scipy's OpenBLAS at those sizes on an AMD EPYC (Zen 4, AVX-512;
 ``benchmarks/bench_lapack.py``): MKL does not run its fast code paths on other vendors' CPUs.
 
 Select it per process with the environment variable ``CLOUDCOV_LAPACK`` (read when cloudcov
-is imported; ``scipy``, the default, ``mkl``, or ``auto``: MKL when it is installed and the CPU
-is an Intel one) or at run time with :func:`set_lapack`. The choice changes results at float round-off only (a
+is imported; ``scipy``, the default, ``mkl``, or ``auto``: MKL when it is installed and the
+CPU is an Intel one) or at run time with :func:`set_lapack`. The choice changes results at
+float round-off only (a
 different but equally accurate factorisation; tested against the default), is recorded in
 the ``lapack`` entry of a run's metadata, and, for each of them, results stay bitwise
 identical for any thread count.
@@ -114,7 +115,7 @@ def set_lapack(name):
         MKL when it is installed and usable and the CPU is an Intel one (vendor
         ``GenuineIntel``), else scipy's (with a :class:`~cloudcov.CloudCovWarning` when MKL
         is installed but cannot be used). On other CPUs MKL is installed but not chosen:
-        measured 1.4x slower than scipy's OpenBLAS per ``spotrf`` on an AMD EPYC
+        measured 1.3x slower than scipy's OpenBLAS per ``spotrf`` of 700-800 rows on an AMD EPYC
         (``benchmarks/results/bench_lapack_epyc.txt``); ask for ``"mkl"`` to use it anyway.
 
     Returns
