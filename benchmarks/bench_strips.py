@@ -3,7 +3,7 @@
 Runs benchmarks/bench_ccd.py (4094 x 2046 CCD, real S6 mask and PSF, 50 stars so that the
 stack dominates) in a fresh process per stack budget; the budget sets the number of strips
 (cloudcov.tiling.plan_strips: the fewest strips whose ring holds Np + 16 rows) and so the
-strip width, i.e. the size of each shift row's running sums (out_cols x 72 doubles) and
+strip width, i.e. the size of each shift row's running sums ((out_cols + 128) x 72 doubles) and
 staging row (out_cols x 65 floats) that the sweep keeps hot. Prints the in-situ stack
 core-seconds per CCD for each width.
 
@@ -47,7 +47,7 @@ def main():
                               str(mib << 20), "--no-reference", "--out", "/dev/null"],
                              check=True, capture_output=True, text=True).stdout
         res = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
-        acc_kib = width * 72 * 8 / 1024
+        acc_kib = (width + 128) * 72 * 8 / 1024   # vertical sums of the strip's input columns
         say(f"budget {mib:4d} MiB: {res['nstrips']} strip(s) of {width} output columns (running sums "
             f"{acc_kib:.0f} KiB + staging {width * 65 * 4 / 1024:.0f} KiB per shift row): stack "
             f"{res['stack']:.1f} core-s in situ, whole CCD {res['core_s']:.1f} core-s, peak RSS "

@@ -117,12 +117,12 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
     }
     nt_ = std::min(nt_, pool_->size());
     groups_.resize(static_cast<size_t>(Np));
-    acc_.resize(static_cast<size_t>(Np));
-    delta_.resize(static_cast<size_t>(Np));
+    vsum_.resize(static_cast<size_t>(Np));
+    hrow_.resize(static_cast<size_t>(Np));
     for (idx drow = 0; drow < Np; ++drow) {
         detail::GroupArgs& g = groups_[static_cast<size_t>(drow)];
-        acc_[static_cast<size_t>(drow)].assign(static_cast<size_t>(ocol_ * ndp), 0.0);
-        delta_[static_cast<size_t>(drow)].assign(static_cast<size_t>(ndp), 0.0);
+        vsum_[static_cast<size_t>(drow)].assign(static_cast<size_t>((ocol_ + wcol - 1) * ndp), 0.0);
+        hrow_[static_cast<size_t>(drow)].assign(static_cast<size_t>(ndp), 0.0);
         g.xd = xd_.data() + P;
         g.xd_stride = xs;
         g.out_rows = orow_;
@@ -136,8 +136,8 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
         g.row_stride = ocol_ * nd;
         g.ring = stack.rows;
         g.r_begin = g.r_end = 0;
-        g.acc = acc_[static_cast<size_t>(drow)].data();
-        g.delta = delta_[static_cast<size_t>(drow)].data();
+        g.vsum = vsum_[static_cast<size_t>(drow)].data();
+        g.hrow = hrow_[static_cast<size_t>(drow)].data();
         g.stage = nullptr;
     }
     stage_.resize(static_cast<size_t>(nt_));

@@ -13,9 +13,10 @@ __all__ = ["Strip", "stack_bytes", "plan_strips", "sweep_plan", "DEFAULT_MAX_MEM
 
 #: Default ceiling for the stack ring buffer (bytes): 256 MiB. A ring of Np + 16 rows is
 #: all a sweep needs, so the budget only sets the strip width; on a DECam CCD it gives 4 strips
-#: of 544 boxcar-output columns, whose running sums (306 KiB per shift row) and staging row
-#: stay in a core's L2 cache: the stack costs no more than with 2 strips (measured in situ,
-#: benchmarks/results/bench_strips.txt) and the ring is 0.21 GiB instead of 0.41 GiB.
+#: of 544 boxcar-output columns, whose running sums (the vertical sums of the strip's 672 input
+#: columns, 378 KiB per shift row) and staging row stay in a core's L2 cache: the stack costs no
+#: more than with 2 strips (measured in situ, benchmarks/results/bench_strips.txt) and the ring
+#: is 0.21 GiB instead of 0.41 GiB.
 DEFAULT_MAX_MEMORY = 256 << 20
 
 #: Rows the stack ring holds beyond one stamp (``Np + RING_EXTRA_ROWS``): each round of a

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "cloudcov/aligned.hpp"
 #include "cloudcov/parallel.hpp"
 
 #include "cloudcov/views.hpp"
@@ -72,13 +73,15 @@ class StackStream {
     WorkerPool* pool_ = nullptr;
     std::vector<double> xd_;
     std::vector<detail::GroupArgs> groups_;
-    std::vector<std::vector<double>> acc_, delta_;
-    std::vector<std::vector<T>> stage_;
+    // 64-byte aligned: the vector loops load and store whole cache lines of vsum
+    std::vector<AlignedVector<double>> vsum_, hrow_;
+    std::vector<AlignedVector<T>> stage_;
 };
 
 namespace detail {
 // One shift row (drow): fills its contiguous block of the stack. xd: double copy of the tile
-// with column padding and zero rows (see shift_stack.cpp). acc/delta/stage: scratch.
+// with column padding and zero rows (see shift_stack.cpp). vsum/hrow/stage: scratch (the
+// scheme is described in shift_stack_impl.inc).
 struct GroupArgs {
     const double* xd;  // pointer to element (0, 0) of the padded double tile
     idx xd_stride;
@@ -86,9 +89,9 @@ struct GroupArgs {
     idx drow, dc0, nd, ndp;
     idx row_stride;  // values per output row of this shift row: out_cols * nd
     idx ring;        // rows held by the stack (output row r goes to slot r % ring)
-    idx r_begin, r_end;  // rows to compute now; acc holds row r_begin - 1 when r_begin > 0
-    double* acc;    // out_cols * ndp, persistent across calls for one shift row
-    double* delta;  // ndp
+    idx r_begin, r_end;  // rows to compute now; vsum holds row r_begin - 1 when r_begin > 0
+    double* vsum;   // (out_cols + wcol - 1) * ndp vertical sums, persistent across calls
+    double* hrow;   // ndp (the generic loop's running sums along a row)
     void* stage;    // out_cols * nd values of the stack type
     bool store = true;   // false: compute rows without writing them (StackStream::set_store)
 };
