@@ -179,7 +179,7 @@ def main(argv=None):
             info = json.loads(res.stdout.strip().splitlines()[-1])
             out = cc.io.read_fits_table(pathlib.Path(tmp) / "out.fits")
             # floors measured right after each run, so that each ratio compares like with like
-            fl, arith = floors(out, info["meta"]), stack_arithmetic(image, info["meta"])
+            fl, arith = floors(out, info["meta"], args.threads), stack_arithmetic(image, info["meta"])
             runs.append((info, out, fl, arith))
             if args.repeat > 1:
                 m = info["meta"]
@@ -187,14 +187,17 @@ def main(argv=None):
                 say(f"run {k + 1}/{args.repeat}: CPU {info['cpu']:.1f} core-s (stack sweep {st:.1f}, star "
                     f"batches {sb:.1f}, rest {info['cpu'] - st - sb:.1f}); floors: spotrf sum {fl['stars']:.1f} "
                     f"(star batches / floor {sb / fl['stars']:.2f}), stack arithmetic {arith['seconds']:.1f} + "
-                    f"writes {fl['stack']:.1f} (stack sweep / their sum {st / (arith['seconds'] + fl['stack']):.2f})")
+                    f"writes {fl['stack']:.1f} (stack sweep / their sum {st / (arith['seconds'] + fl['stack']):.2f}; "
+                    f"writes at the {fl['threads']} threads' shared bandwidth {fl['stack_shared']:.1f}, stack "
+                    f"sweep / sum {st / (arith['seconds'] + fl['stack_shared']):.2f})")
     if args.repeat > 1:
         med = lambda f: float(np.median([f(*r) for r in runs]))   # noqa: E731
         say(f"medians over the {args.repeat} runs: CPU {med(lambda i, o, f, a: i['cpu']):.1f} core-s, stack sweep "
             f"{med(lambda i, o, f, a: i['meta']['core_seconds_stack']):.1f}, star batches "
             f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars']):.1f}, star batches / floor "
             f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars'] / f['stars']):.2f}, stack sweep / "
-            f"(arithmetic + writes) {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack'])):.2f}; "
+            f"(arithmetic + writes) {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack'])):.2f} "
+            f"(writes shared: {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack_shared'])):.2f}); "
             f"the run of median CPU in detail:")
     info, out, fl, arith = sorted(runs, key=lambda r: r[0]["cpu"])[len(runs) // 2]
     m = info["meta"]
@@ -227,6 +230,11 @@ def main(argv=None):
         f"sweeps; one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
         f"writing the stack once takes {fl['stack']:.1f} core-s -> stack sweep / write floor "
         f"{m['core_seconds_stack'] / fl['stack']:.2f}")
+    if fl["threads"] > 1:
+        say(f"  but the run's {fl['threads']} threads sweep at the same time: together they write "
+            f"{fl['write_gbs_all']:.1f} GB/s (numpy fills on {fl['threads']} threads at once), "
+            f"{fl['write_gbs_all'] / fl['threads']:.1f} GB/s per core, so the stack's writes cost "
+            f"{fl['stack_shared']:.1f} core-s when shared")
     both = arith["seconds"] + fl["stack"]
     say(f"  stack arithmetic: the same sweep with its rows computed but not stored "
         f"(_core.stack_sweep_compute, one thread, a {arith['shape'][0]}x{arith['shape'][1]} tile of "
@@ -239,7 +247,13 @@ def main(argv=None):
         f"one spotrf per star, the rest as measured): {lo:.1f} core-s with the stack's arithmetic "
         f"and writes fully overlapped, {fl['stars'] + both + rest:.1f} core-s with them one after the "
         f"other (target <= 30)")
-    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3)))}")
+    if fl["threads"] > 1:
+        shared = arith["seconds"] + fl["stack_shared"]
+        say(f"  with the writes at the shared bandwidth: stack arithmetic + writes {shared:.1f} core-s "
+            f"-> stack sweep / their sum {m['core_seconds_stack'] / shared:.2f}; CCD floor "
+            f"{fl['stars'] + max(arith['seconds'], fl['stack_shared']) + rest:.1f} (overlapped) to "
+            f"{fl['stars'] + shared + rest:.1f} core-s (one after the other)")
+    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3), floor_stack_shared=round(fl['stack_shared'], 3)))}")
     if args.no_reference:
         return write_result(lines, args.out)
 
@@ -277,7 +291,34 @@ def main(argv=None):
     return write_result(lines, args.out)
 
 
-def floors(out, m, repeat=7):
+def write_bandwidth(nthreads, nbytes=2**30, repeat=3):
+    """Best aggregate bandwidth (bytes/s) of ``nthreads`` threads each filling its own share
+    of ``nbytes`` with numpy at the same time (``ndarray.fill`` releases the GIL), three fill
+    values, ``repeat`` times each."""
+    import threading
+    bufs = [np.empty(nbytes // 4 // nthreads, np.float32) for _ in range(nthreads)]
+    for b in bufs:
+        b.fill(0)
+    best = 0.0
+    for _ in range(repeat):
+        for val in (1.0, 0.0, 2.0):
+            start = threading.Barrier(nthreads + 1)
+
+            def work(b, val=val):
+                start.wait()
+                b.fill(val)
+            th = [threading.Thread(target=work, args=(b,)) for b in bufs]
+            for t in th:
+                t.start()
+            start.wait()
+            t0 = time.perf_counter()
+            for t in th:
+                t.join()
+            best = max(best, nthreads * bufs[0].nbytes / (time.perf_counter() - t0))
+    return best
+
+
+def floors(out, m, threads=1, repeat=7):
     """Lower bounds, timed in this process, for the two kernel stages of one process_ccd run.
 
     Star stage: a bare LAPACK Cholesky (spotrf through the table cloudcov's kernels call,
@@ -285,7 +326,9 @@ def floors(out, m, repeat=7):
     n = kcond + kpred;
     spotrf is timed (median of ``repeat``) at log-spaced sizes spanning the stars' n and
     interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values``) at the
-    best single-core write bandwidth of numpy filling 1 GiB.
+    best single-core write bandwidth of numpy filling 1 GiB (``stack``), and, as the run's
+    ``threads`` threads sweep at once, at their share of the bandwidth they get together
+    (``stack_shared``: core-seconds = bytes / (aggregate bandwidth / threads)).
     """
     kc = np.asarray(out["kcond"]).astype(int)
     kp = np.asarray(out["kpred"]).astype(int)
@@ -319,9 +362,11 @@ def floors(out, m, repeat=7):
     del buf
     item = np.dtype(m.get("dtype", "float32")).itemsize
     nbytes = int(m["stack_values"]) * item
+    agg = write_bandwidth(threads) if threads > 1 else best
     return dict(stars=stars, nfact=int(n.size), nmin=int(n.min()), nmax=int(n.max()),
                 nmed=int(np.median(n)), grid=grid, stack_bytes=nbytes, write_gbs=best / 1e9,
-                stack=nbytes / best)
+                stack=nbytes / best, threads=threads, write_gbs_all=agg / 1e9,
+                stack_shared=nbytes * threads / agg)
 
 
 def stack_arithmetic(image, m, repeat=3):

@@ -69,14 +69,15 @@ def main(argv=None):
         f"= {total / 3600:.0f} core-h (goal <= 10k; CloudCovErr.jl 203k)")
     if "floor_stars" in r:   # the full CCD's measured floors (bench_ccd.py's floors())
         per_star = r["floor_stars"] / r["nstar"]
-        # the stack's floor: its writes at one core's bandwidth, or its arithmetic alone where
-        # bench_ccd.py measured it and it is the larger (the two fully overlapped)
-        stack_floor = max(r["floor_stack"], r.get("floor_stack_arithmetic", 0.0))
+        # the stack's floor: its writes at each core's share of the bandwidth the run's threads
+        # get together (at one core's bandwidth where not measured), or its arithmetic alone
+        # where bench_ccd.py measured it and it is the larger (the two fully overlapped)
+        stack_floor = max(r.get("floor_stack_shared", r["floor_stack"]), r.get("floor_stack_arithmetic", 0.0))
         per_ccd = stack_floor + r["core_s"] - r["stack"] - r["stars"]   # + prep and output as measured
         fl = per_ccd * DECAPS2_CCDS + per_star * DECAPS2_DETECTIONS
         say(f"floor of the same algorithm: {per_star * 1e3:.2f} core-ms per detection (bare spotrf of "
             f"its bordered matrix) and {per_ccd:.1f} core-s per CCD (stack computed and written once: "
-            f"the larger of its arithmetic alone and its writes at one core's bandwidth, "
+            f"the larger of its arithmetic alone and its writes at each core's share of the bandwidth, "
             f"plus prep/output as measured) -> {per_ccd * DECAPS2_CCDS / 3600:.0f} + "
             f"{per_star * DECAPS2_DETECTIONS / 3600:.0f} = {fl / 3600:.0f} core-h; the 10k core-h goal "
             f"is {'below' if fl / 3600 > 1e4 else 'above'} this floor")
