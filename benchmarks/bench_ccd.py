@@ -226,8 +226,9 @@ def main(argv=None):
         f"{fl['nmin']}..{fl['nmax']}, median {fl['nmed']}; spotrf timed at {len(fl['grid'])} sizes, "
         f"log-log interpolated) {fl['stars']:.1f} core-s -> star batches / floor "
         f"{m['core_seconds_stars'] / fl['stars']:.2f}")
-    say(f"  stack: {m['stack_values'] / 1e9:.2f} G values ({fl['stack_bytes'] / 1e9:.1f} GB) written by the "
-        f"sweeps; one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
+    say(f"  stack: {m['stack_values'] / 1e9:.2f} G values computed by the sweeps, of which "
+        f"{fl['stack_bytes'] / item_of(m) / 1e9:.2f} G ({fl['stack_bytes'] / 1e9:.1f} GB) written to the ring "
+        f"(the entries the stamps read); one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
         f"writing the stack once takes {fl['stack']:.1f} core-s -> stack sweep / write floor "
         f"{m['core_seconds_stack'] / fl['stack']:.2f}")
     if fl["threads"] > 1:
@@ -318,6 +319,11 @@ def write_bandwidth(nthreads, nbytes=2**30, repeat=3):
     return best
 
 
+def item_of(m):
+    """Bytes per stack value of a run (its meta dtype)."""
+    return np.dtype(m.get("dtype", "float32")).itemsize
+
+
 def floors(out, m, threads=1, repeat=7):
     """Lower bounds, timed in this process, for the two kernel stages of one process_ccd run.
 
@@ -325,7 +331,7 @@ def floors(out, m, threads=1, repeat=7):
     :func:`cloudcov.lapack_info`; one thread) of each factorised star's bordered matrix,
     n = kcond + kpred;
     spotrf is timed (median of ``repeat``) at log-spaced sizes spanning the stars' n and
-    interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values``) at the
+    interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values_written``) at the
     best single-core write bandwidth of numpy filling 1 GiB (``stack``), and, as the run's
     ``threads`` threads sweep at once, at their share of the bandwidth they get together
     (``stack_shared``: core-seconds = bytes / (aggregate bandwidth / threads)).
@@ -360,8 +366,8 @@ def floors(out, m, threads=1, repeat=7):
             fill()
             best = max(best, buf.nbytes / (time.perf_counter() - t))
     del buf
-    item = np.dtype(m.get("dtype", "float32")).itemsize
-    nbytes = int(m["stack_values"]) * item
+    item = item_of(m)
+    nbytes = int(m.get("stack_values_written", m["stack_values"])) * item   # what the ring got
     agg = write_bandwidth(threads) if threads > 1 else best
     return dict(stars=stars, nfact=int(n.size), nmin=int(n.min()), nmax=int(n.max()),
                 nmed=int(np.median(n)), grid=grid, stack_bytes=nbytes, write_gbs=best / 1e9,

@@ -8,8 +8,12 @@ on the 768 x 768 flat field (300 stars) and on the DECam-size CCD (10,000 stars,
 and PSF) of bench_ccd.py, alternating on and off ``--repeat`` times, and prints the medians of
 the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and their ratio.
 
-Run: python benchmarks/bench_prefetch.py [--repeat R] [--threads T] [--no-decam] [--out FILE]
-(writes benchmarks/results/bench_prefetch.txt)
+``--switch stack-writes`` does the same for the stack sweep's writes
+(``_core.set_stack_write_read_only``: only the ring entries the stamps read, or every entry)
+and compares the stack sweep's core-seconds (``core_seconds_stack``).
+
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes] [--repeat R]
+[--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
 
@@ -30,14 +34,23 @@ from bench_ccd import make_ccd, make_flat  # noqa: E402
 COLUMNS = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
 
 
-def run(args, threads, prefetch):
-    _core.set_gather_prefetch(prefetch)
+#: switch name -> (setter, what it is, the stage it speeds up: meta key and label)
+SWITCHES = {
+    "prefetch": (_core.set_gather_prefetch, "gather prefetch", "stars", "star batches"),
+    "stack-writes": (_core.set_stack_write_read_only, "stack writes of the read entries only",
+                     "stack", "stack sweep"),
+}
+
+
+def run(args, threads, on, switch="prefetch"):
+    setter = SWITCHES[switch][0]
+    setter(on)
     try:
         t = time.process_time()
         out = cc.process_ccd(*args, threads=threads, seed=1, convention="crowdsource")
         cpu = time.process_time() - t
     finally:
-        _core.set_gather_prefetch(True)
+        setter(True)
     m = out.meta["cloudcov"]
     return dict(cpu=cpu, stars=m["core_seconds_stars"], stack=m["core_seconds_stack"],
                 cols={c: np.asarray(out[c]) for c in COLUMNS})
@@ -45,6 +58,7 @@ def run(args, threads, prefetch):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--switch", choices=sorted(SWITCHES), default="prefetch")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-decam", action="store_true", help="only the flat field")
@@ -56,29 +70,31 @@ def main(argv=None):
         print(s, flush=True)
         lines.append(s)
 
-    say(f"{provenance()}; gather prefetch on/off, {args.threads} threads, {args.repeat} alternations; "
+    _, what, key, label = SWITCHES[args.switch]
+    say(f"{provenance()}; {what} on/off, {args.threads} threads, {args.repeat} alternations; "
         f"{load_note()}")
     fields = [("flat field 768x768, 300 stars", make_flat()[:7])]
     if not args.no_decam:
         fields.append(("DECam CCD 4094x2046, 10000 stars, S6 mask, psf_r", make_ccd(10000, 0)))
     for name, inputs in fields:
-        run(inputs, args.threads, True)   # warm-up (imports, first-touch of the buffers)
+        run(inputs, args.threads, True, args.switch)   # warm-up (imports, first-touch of the buffers)
         res = {True: [], False: []}
         for _ in range(args.repeat):
             for on in (False, True):
-                res[on].append(run(inputs, args.threads, on))
+                res[on].append(run(inputs, args.threads, on, args.switch))
         same = all(np.array_equal(a["cols"][c], b["cols"][c], equal_nan=True)
                    for a in res[True] for b in res[False] for c in COLUMNS)
         med = {on: {k: float(np.median([r[k] for r in res[on]])) for k in ("cpu", "stars", "stack")}
                for on in res}
-        say(f"{name}: star batches {med[False]['stars']:.2f} core-s without prefetch, "
-            f"{med[True]['stars']:.2f} with (x{med[False]['stars'] / med[True]['stars']:.2f}); whole "
-            f"process_ccd {med[False]['cpu']:.2f} -> {med[True]['cpu']:.2f} core-s; stack sweep "
-            f"{med[False]['stack']:.2f} / {med[True]['stack']:.2f}; outputs bitwise equal: {same}")
-        say("  star batches per run, off / on: " + ", ".join(
-            f"{a['stars']:.2f}/{b['stars']:.2f}" for a, b in zip(res[False], res[True])))
+        other, olabel = ("stack", "stack sweep") if key == "stars" else ("stars", "star batches")
+        say(f"{name}: {label} {med[False][key]:.2f} core-s without the {what}, "
+            f"{med[True][key]:.2f} with (x{med[False][key] / med[True][key]:.2f}); whole "
+            f"process_ccd {med[False]['cpu']:.2f} -> {med[True]['cpu']:.2f} core-s; {olabel} "
+            f"{med[False][other]:.2f} / {med[True][other]:.2f}; outputs bitwise equal: {same}")
+        say(f"  {label} per run, off / on: " + ", ".join(
+            f"{a[key]:.2f}/{b[key]:.2f}" for a, b in zip(res[False], res[True])))
         if not same:
-            raise SystemExit("outputs differ with and without the prefetch")
+            raise SystemExit(f"outputs differ with and without the {what}")
     return write_result(lines, args.out)
 
 

@@ -248,3 +248,58 @@ def test_flux_floor_scales_with_units(rng):
     np.testing.assert_array_equal(a["kpred"], b["kpred"])
     np.testing.assert_allclose(b["dcflux"], s * a["dcflux"], rtol=1e-5)
     np.testing.assert_allclose(b["cflux"], s * a["cflux"], rtol=1e-5)
+
+
+def _poison_ring(monkeypatch, module):
+    """Make the strip sweeps of ``module`` start from a NaN-filled stack ring, so that a star
+    reading an entry the sweep did not write gets NaN."""
+    from cloudcov.tiling import sweep_plan
+
+    def poisoned(*args, **kwargs):
+        sweeps, ring, bim = sweep_plan(*args, **kwargs)
+        ring[...] = np.nan
+        return sweeps, ring, bim
+    monkeypatch.setattr(module, "sweep_plan", poisoned)
+
+
+@pytest.mark.parametrize("kw", [dict(thr=1000, max_memory=60 << 20), dict(thr=1000, dtype="float64")])
+def test_stack_writes_only_what_stamps_read(example, monkeypatch, kw):
+    """The sweep writes only the ring entries the stars' stamps read (a pixel pair at its
+    earlier pixel): from a NaN-poisoned ring, every output is bitwise the same as with every
+    entry written, and far fewer values were written."""
+    import cloudcov.lpi as lpi
+    from cloudcov import _core
+    _poison_ring(monkeypatch, lpi)
+    ex = example
+    args = (ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"], ex["dq"])
+    assert _core.set_stack_write_read_only(True) is True
+    few = cc.process_ccd(*args, threads=2, **kw)
+    try:
+        _core.set_stack_write_read_only(False)
+        full = cc.process_ccd(*args, threads=2, **kw)
+    finally:
+        _core.set_stack_write_read_only(True)
+    mf, ma = few.meta["cloudcov"], full.meta["cloudcov"]
+    assert ma["stack_values_written"] == ma["stack_values"] == mf["stack_values"]
+    assert 0 < mf["stack_values_written"] < 0.25 * mf["stack_values"]
+    assert np.sum((np.asarray(few["dnt"]).astype(int) & 64) == 0) >= 45
+    for name in FLOATS + ("kcond0", "kcond", "kpred", "dnt"):
+        np.testing.assert_array_equal(np.asarray(few[name]), np.asarray(full[name]), err_msg=name)
+
+
+def test_impute_stack_writes_only_what_stamps_read(example, monkeypatch):
+    """LPI imputation's sweep (same ring, same reads) from a NaN-poisoned ring: bitwise the
+    same image and std as with every entry written."""
+    import cloudcov.tiling as tiling
+    from cloudcov import _core
+    _poison_ring(monkeypatch, tiling)   # impute imports sweep_plan from tiling when called
+    ex = example
+    few = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
+    try:
+        _core.set_stack_write_read_only(False)
+        full = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
+    finally:
+        _core.set_stack_write_read_only(True)
+    assert np.isfinite(few.image).all()
+    np.testing.assert_array_equal(few.image, full.image)
+    np.testing.assert_array_equal(few.std, full.std)

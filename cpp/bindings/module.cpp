@@ -396,6 +396,7 @@ py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, id
     d["stack_cpu_s"] = stats.stack_cpu_s;
     d["stars_cpu_s"] = stats.stars_cpu_s;
     d["rounds"] = stats.rounds;
+    d["stack_values_written"] = stats.values_written;
     return d;
 }
 
@@ -658,6 +659,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "
           "the previous setting. Results never depend on it.", "on"_a);
+    m.def("set_stack_write_read_only",
+          [](bool on) { return cloudcov::stack_write_read_only().exchange(on); },
+          "Tests and benchmarks: whether process_ccd's and impute's stack sweeps write only the "
+          "stack entries their stamps read (default on) or every entry; returns the previous "
+          "setting. Results never depend on it.", "on"_a);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);

@@ -197,6 +197,14 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
     WorkerPool pool(nthreads);
     std::vector<std::unique_ptr<StarThread<T>>> th;
     StackStream<T> stream(x, Np, b.wrow, b.wcol, stack, nthreads, &pool);
+    {   // the stamps that read the ring: the sweep writes only what they read
+        std::vector<std::pair<idx, idx>> origins(static_cast<size_t>(b.n));
+        const idx dcol = (b.wcol - 1) / 2;
+        for (idx k = 0; k < b.n; ++k)
+            origins[static_cast<size_t>(k)] = {b.rows[k] - h - in_r0 - (b.wrow - 1) / 2,
+                                               b.cols[k] - h - in_c0 - dcol};
+        stream.set_readers(std::move(origins));
+    }
     b.stack = {ring, Np, ring_rows, ocol};
     b.bimage = {bimage_buf, orow, ocol};
     b.tile_r0 = in_r0;
@@ -233,6 +241,7 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
         }
         k = k2;
     }
+    if (stats) stats->values_written += stream.values_written();
 }
 
 template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);

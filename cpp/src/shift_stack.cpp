@@ -140,6 +140,11 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
         g.hrow = hrow_[static_cast<size_t>(drow)].data();
         g.stage = nullptr;
     }
+    written_.assign(static_cast<size_t>(Np), 0);
+    for (idx drow = 0; drow < Np; ++drow) {
+        groups_[static_cast<size_t>(drow)].Np = Np;
+        groups_[static_cast<size_t>(drow)].written = written_.data() + drow;
+    }
     stage_.resize(static_cast<size_t>(nt_));
     // ndp - nd spare values: the vector row loop writes all ndp lanes of the last column
     for (auto& st : stage_) st.assign(static_cast<size_t>(ocol_ * nd + (ndp - nd)), T(0));
@@ -154,9 +159,37 @@ void StackStream<T>::set_store(bool store) {
 }
 
 template <class T>
+void StackStream<T>::set_readers(std::vector<std::pair<idx, idx>> origins) {
+    for (size_t k = 1; k < origins.size(); ++k)
+        require(origins[k].first >= origins[k - 1].first, "stamp origins must be sorted by row");
+    readers_ = std::move(origins);
+    read_only_ = stack_write_read_only().load();
+}
+
+template <class T>
+idx StackStream<T>::values_written() const {
+    idx n = 0;
+    for (idx w : written_) n += w;
+    return n;
+}
+
+template <class T>
 void StackStream<T>::compute_rows(idx r_end) {
     r_end = std::min(r_end, orow_);
     if (r_end <= done_) return;
+    if (read_only_) {
+        // Stamps covering each row of the round, by column (shared by every shift row).
+        round_.resize(static_cast<size_t>(r_end - done_));
+        auto lo = readers_.begin();
+        for (idx r = done_; r < r_end; ++r) {
+            auto& v = round_[static_cast<size_t>(r - done_)];
+            v.clear();
+            while (lo != readers_.end() && lo->first < r - (Np_ - 1)) ++lo;
+            for (auto it = lo; it != readers_.end() && it->first <= r; ++it)
+                v.emplace_back(it->second, it->first);
+            std::sort(v.begin(), v.end());
+        }
+    }
     // Each work item is one shift row writing its own contiguous block of the stack.
     pool_->run(
         Np_,
@@ -165,6 +198,7 @@ void StackStream<T>::compute_rows(idx r_end) {
             g.r_begin = done_;
             g.r_end = r_end;
             g.stage = stage_[static_cast<size_t>(tid)].data();
+            g.readers = read_only_ ? round_.data() : nullptr;
             run_group<T>(g, stack_.data + drow * stack_.group_stride());
         },
         nt_);

@@ -595,7 +595,7 @@ def process_ccd(image, model, sky, catalog, psf, gain, dq=None, *, thr=20, outth
                 seconds_prep=round(t_prep, 3), seconds_lpi=round(t_lpi, 3),
                 core_seconds_stack=round(cpu["stack"], 3), core_seconds_stars=round(cpu["stars"], 3),
                 sweep_rounds=cpu["rounds"], ring_bytes=cpu["ring_bytes"],
-                stack_values=cpu["stack_values"],
+                stack_values=cpu["stack_values"], stack_values_written=cpu["stack_values_written"],
                 seconds_total=round(time.perf_counter() - t_start, 3))
     table = _output_table(inp, res, meta)
     log.info("%d stars in %d strip(s): %.1f s (stack + stars), guard %d, unstable %d",
@@ -642,8 +642,9 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     Returns the per-star result arrays of every catalogue row (float64 floats; unmeasured
     stars keep NaN and dnt bit 128, see :func:`_star_results`), the strips, the wall seconds
     spent in the kernel and its process CPU seconds (all threads) split into the stack sweep
-    and the star batches (``{"stack", "stars", "rounds", "ring_bytes", "stack_values"}``;
-    ``stack_values``: shifted-product values written by the sweeps).
+    and the star batches (``{"stack", "stars", "rounds", "ring_bytes", "stack_values",
+    "stack_values_written"}``; ``stack_values``: shifted-product values computed by the sweeps,
+    ``stack_values_written``: those written to the ring, the entries the stamps read).
     """
     Np, widx, widy, dt = inp.Np, inp.widx, inp.widy, inp.dt
     circ = circle_mask(Np, rlim).astype(np.uint8)
@@ -654,7 +655,8 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
     sweeps, ring_buf, bim_buf = sweep_plan(R, C, Np, widx, widy, inp.max_memory, dt)
     report = _StarProgress(stars.size, progress)
     t_lpi = 0.0
-    cpu = dict(stack=0.0, stars=0.0, rounds=0, ring_bytes=int(ring_buf.nbytes), stack_values=0)
+    cpu = dict(stack=0.0, stars=0.0, rounds=0, ring_bytes=int(ring_buf.nbytes), stack_values=0,
+               stack_values_written=0)
     nslot = int(_core.n_slots(Np))
     done = np.zeros(stars.size, bool)
     for sw in sweeps:
@@ -671,8 +673,10 @@ def _sweep_strips(inp, prep, psfs, *, rlim, julia_compat, guard, flux_floor, pro
         cpu["stack"] += out["stack_cpu_s"]
         cpu["stars"] += out["stars_cpu_s"]
         cpu["rounds"] += int(out["rounds"])
-        # values the sweep wrote to the ring: every boxcar-output pixel of the strip
+        # values the sweep computed (every boxcar-output pixel of the strip) and wrote to the
+        # ring (only those its stamps read)
         cpu["stack_values"] += (sw.r1 - sw.r0 - widx + 1) * (sw.c1 - sw.c0 - widy + 1) * nslot
+        cpu["stack_values_written"] += int(out["stack_values_written"])
         for name in res:
             res[name][stars[sel]] = out[name]
         done[sel] = True

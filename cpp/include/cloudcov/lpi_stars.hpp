@@ -67,6 +67,7 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
 struct StripStats {
     double stack_cpu_s = 0, stars_cpu_s = 0;
     long rounds = 0;
+    std::int64_t values_written = 0;   // stack values written to the ring
 };
 
 // One vertical strip of a CCD in a single sweep: the stack of the strip image

@@ -12,7 +12,9 @@
 // Products whose partner pixel falls outside the tile count as zero; such stack entries are
 // never read for stamps that lie inside the valid region.
 #pragma once
+#include <atomic>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "cloudcov/aligned.hpp"
@@ -44,6 +46,14 @@ namespace detail {
 struct GroupArgs;
 }
 
+// Whether a StackStream given the stamps that will read it (set_readers) writes only the
+// stack entries those stamps read. On by default; tests and benchmarks switch it off
+// (_core.set_stack_write_read_only) to compare. Results never depend on it.
+inline std::atomic<bool>& stack_write_read_only() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
 // The stack computed as a sweep down the tile: compute_rows(r) advances every shift row's
 // running sums to output row r - 1, writing rows into the stack (a ring buffer when the
 // stack holds fewer rows than the tile produces). Work is split over shift rows (drow); each
@@ -58,6 +68,14 @@ class StackStream {
     StackStream(const StackStream&) = delete;
     StackStream& operator=(const StackStream&) = delete;
     void compute_rows(idx r_end);
+    // The stamps that will read the stack: their origins (row, col) in boxcar-output
+    // coordinates, rows ascending. A stamp at (r0, c0) reads, in shift row drow, output rows
+    // r0 .. r0 + Np - 1 - drow at columns c0 .. c0 + Np - 1 (StackCov: each pixel pair is read
+    // at its earlier pixel). With stack_write_read_only() on, the sweep writes only those
+    // entries (every value is still computed); the rest of the ring keeps what it held.
+    void set_readers(std::vector<std::pair<idx, idx>> origins);
+    // Stack values written so far (all computed values when no readers are set).
+    idx values_written() const;
     // Benchmarks only: with store = false the rows are computed (into the per-thread stage)
     // but not written to the stack, which isolates the sweep's arithmetic from its writes.
     void set_store(bool store);
@@ -73,6 +91,10 @@ class StackStream {
     WorkerPool* pool_ = nullptr;
     std::vector<double> xd_;
     std::vector<detail::GroupArgs> groups_;
+    std::vector<std::pair<idx, idx>> readers_;            // stamp origins, rows ascending
+    bool read_only_ = false;
+    std::vector<std::vector<std::pair<idx, idx>>> round_; // per row of a round: (c0, r0) by c0
+    std::vector<idx> written_;                             // values written, per shift row
     // 64-byte aligned: the vector loops load and store whole cache lines of vsum
     std::vector<AlignedVector<double>> vsum_, hrow_;
     std::vector<AlignedVector<T>> stage_;
@@ -94,6 +116,12 @@ struct GroupArgs {
     double* hrow;   // ndp (the generic loop's running sums along a row)
     void* stage;    // out_cols * nd values of the stack type
     bool store = true;   // false: compute rows without writing them (StackStream::set_store)
+    // Per output row r_begin .. r_end - 1: the (col, row) origins of the stamps whose rows
+    // include it, by col (nullptr: write whole rows). Only the columns that the stamps with
+    // origin row >= r - (Np - 1) + drow read are written.
+    const std::vector<std::pair<idx, idx>>* readers = nullptr;
+    idx Np = 0;
+    idx* written = nullptr;   // values written (this shift row)
 };
 }  // namespace detail
 
