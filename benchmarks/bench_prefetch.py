@@ -9,8 +9,9 @@ and PSF) of bench_ccd.py, alternating on and off ``--repeat`` times, and prints 
 the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and their ratio.
 
 ``--switch stack-writes`` does the same for the stack sweep's writes
-(``_core.set_stack_write_read_only``: only the ring entries the stamps read, or every entry)
-and compares the stack sweep's core-seconds (``core_seconds_stack``).
+(``_core.set_stack_write_read_only``: only the ring entries the stamps read, each row summed
+only as far as its last read column; or every entry computed and written) and compares the
+stack sweep's core-seconds (``core_seconds_stack``).
 
 Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)

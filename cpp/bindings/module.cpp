@@ -662,7 +662,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("set_stack_write_read_only",
           [](bool on) { return cloudcov::stack_write_read_only().exchange(on); },
           "Tests and benchmarks: whether process_ccd's and impute's stack sweeps write only the "
-          "stack entries their stamps read (default on) or every entry; returns the previous "
+          "stack entries their stamps read, summing each row only as far as its last read "
+          "column (default on), or compute and write every entry; returns the previous "
           "setting. Results never depend on it.", "on"_a);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");

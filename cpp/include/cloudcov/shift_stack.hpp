@@ -72,7 +72,8 @@ class StackStream {
     // coordinates, rows ascending. A stamp at (r0, c0) reads, in shift row drow, output rows
     // r0 .. r0 + Np - 1 - drow at columns c0 .. c0 + Np - 1 (StackCov: each pixel pair is read
     // at its earlier pixel). With stack_write_read_only() on, the sweep writes only those
-    // entries (every value is still computed); the rest of the ring keeps what it held.
+    // entries, and sums each row along the columns only as far as its last read column (the
+    // vertical sums are still updated everywhere); the rest of the ring keeps what it held.
     void set_readers(std::vector<std::pair<idx, idx>> origins);
     // Stack values written so far (all computed values when no readers are set).
     idx values_written() const;
