@@ -11,10 +11,17 @@ example (thr=1000 as in its tests, and the default thr=20), and the real DECam C
 (375 x 280) and N2 (251 x 245) with the real crowdsource fit of tests/_survey_files.py
 (needs crowdsourcephoto).
 
-Run: python benchmarks/bench_guard.py   (writes benchmarks/results/bench_guard.txt)
+``--ckk-estimate triangular`` (benchmarks only, ``_core.set_guard_triangular_estimate``) judges
+C_kk by the square of the cheaper triangular estimate of its Cholesky factor, as the guard
+judges P, instead of LAPACK's ?pocon estimate: it shows what that cheaper estimate would do
+to the rate of re-solved stars.
+
+Run: python benchmarks/bench_guard.py [--out FILE] [--ckk-estimate {pocon,triangular}]
+(default benchmarks/results/bench_guard.txt, pocon)
 """
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -55,14 +62,20 @@ def fields():
         yield f"DECam cutout {ccd} {im.shape[0]}x{im.shape[1]}", (im, model, sky, tab, psf, gain, dq), {}
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(HERE / "results" / "bench_guard.txt"))
+    ap.add_argument("--ckk-estimate", choices=("pocon", "triangular"), default="pocon")
+    args_ = ap.parse_args(argv)
+    from cloudcov import _core
+    _core.set_guard_triangular_estimate(args_.ckk_estimate == "triangular")
     lines = []
 
     def say(s=""):
         print(s, flush=True)
         lines.append(s)
 
-    say(f"{provenance()}; guard benchmark; {load_note()}")
+    say(f"{provenance()}; guard benchmark, C_kk condition estimate: {args_.ckk_estimate}; {load_note()}")
     for name, args, kw in fields():
         o32 = cc.process_ccd(*args, threads=2, **kw)
         o64 = cc.process_ccd(*args, threads=2, dtype="float64", **kw)
@@ -76,8 +89,10 @@ def main():
             f"unstable {int(np.sum(dnt & 64 != 0))}; float32 accepted {kept.sum()}: "
             f"max |dcflux32/dcflux64 - 1| {dc:.1e} (target 1e-5), "
             f"max |cflux32 - cflux64|/dcflux {cf:.1e} (target 1e-3)")
-    out = HERE / "results" / "bench_guard.txt"
-    out.write_text("\n".join(lines) + "\n")
+    out = pathlib.Path(args_.out)
+    tmp = out.with_suffix(out.suffix + ".tmp")   # atomic: a crash leaves the old file
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
     print(f"written to {out}")
 
 

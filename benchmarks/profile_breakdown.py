@@ -4,7 +4,9 @@ Runs ``profile_perstar.py REPS guard noref`` (60 stars of a 360 x 360 float32 fi
 129 x 129 boxcar, ~100 hidden pixels, one thread) under ``perf record -e cpu-clock``, adds the
 sampled CPU time of every symbol into the stages below and divides by the number of star
 calls; then times the same stars against a bare ``spotrf`` of the median bordered size in a
-second run (``profile_perstar.py REPS``), so the stages can be read against the floor:
+second run (``profile_perstar.py REPS``), so the stages can be read against the floor, and
+in a third run (``profile_perstar.py REPS both``) what the condition guard costs: the stars
+with and without it, alternated, and the ``strsv`` its condition estimates are made of:
 
 - Cholesky: the kernels that ``?potrf`` runs (scipy's OpenBLAS: ``sgemm``/``strsm``/``ssyrk``/
   ``spotf2`` and their packing copies; with ``CLOUDCOV_LAPACK=mkl``, MKL's level-3 and
@@ -108,6 +110,10 @@ def main(argv=None):
                      f"= {share * per_star / floor:5.3f} x spotrf")
     lines.append(f"  {'per star':<22s} {'':6s}  {per_star:6.3f} ms  = {per_star / floor:5.3f} x spotrf "
                  f"({floor:.2f} ms)")
+    both = subprocess.run([sys.executable, str(HERE / "profile_perstar.py"), str(max(10, args.reps)), "both"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    lines.append(f"what the condition guard costs (third run, stars with and without the guard and spotrf "
+                 f"alternated; the solves its estimates are made of timed alone): {both}")
     lines.append("largest symbols (share of the sampled star calls):")
     for (st, sym), v in top.most_common(12):
         lines.append(f"  {100 * v / star_ns:5.1f}%  {st:<20s} {sym}")

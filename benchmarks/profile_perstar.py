@@ -1,9 +1,21 @@
 """Per-star stage vs bare spotrf, for profiling.
 
-Run: python benchmarks/profile_perstar.py [REPS] [guard|noguard] [noref]
+Run: python benchmarks/profile_perstar.py [REPS] [guard|noguard|both] [noref]
 (REPS repeats of 60 stars; noref: skip the bare spotrf timing, so that a profiler sees only the
 star calls, e.g. perf record -e cpu-clock python benchmarks/profile_perstar.py 20 guard noref;
 benchmarks/profile_breakdown.py does that and sorts the samples by stage).
+
+``both``: what the condition guard costs. Each repeat times the stars with the guard, without
+it (one float32 attempt, no condition estimates) and the bare spotrf, in turn; then the
+triangular solves the guard's estimates are made of are timed alone: ``strsv`` (no transpose
+and transpose) on a lower Cholesky factor of the median good-pixel count kc (scipy's BLAS,
+the library the default LAPACK table calls; each call includes ~1-2 us of Python overhead),
+and an ``sgemv`` over the full kc x kc matrix (twice the bytes of the triangle) for the
+memory-bound scale. The guard's estimate of ||C_kk^-1||_1 (LAPACK's ?lacn2) applies
+C_kk^-1 = L^-T L^-1 at least 4 times: at least 8 such solves per star. A third call per
+repeat times the guard with the cheaper triangular estimate of C_kk's factor
+(``_core.set_guard_triangular_estimate``, benchmarks only; see bench_guard.py for what it
+does to the re-solve rate).
 """
 import sys, time, numpy as np
 from threadpoolctl import threadpool_limits
@@ -27,20 +39,27 @@ bad = (rng.random(img.shape) < 0.02).astype(np.uint8)
 circ = cc.circle_mask(Np).astype(np.uint8)
 order = np.argsort(rows, kind="stable"); rows, cols = rows[order], cols[order]
 reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-guard = (sys.argv[2] != "noguard") if len(sys.argv) > 2 else True
+mode = sys.argv[2] if len(sys.argv) > 2 else "guard"
+guard = mode != "noguard"
+both = mode == "both"
 noref = len(sys.argv) > 3 and sys.argv[3] == "noref"
 with threadpool_limits(1):
-    call = lambda th: _core.lpi_stars(st, bim, Np, w, w, 0, 0, img, stars, bad, rows, cols, psfs, flux, circ, 20.0, False, True, guard, th)
+    call = lambda th, g=guard: _core.lpi_stars(st, bim, Np, w, w, 0, 0, img, stars, bad, rows, cols, psfs, flux, circ, 20.0, False, True, g, th)
     out = call(1)
     nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
     if not noref:   # a well-conditioned SPD matrix of the median bordered size
         M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
         A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32)); A = A0.copy(order="F")
-    ts, tc = [], []
+    ts, tc, tn, tt = [], [], [], []
     if noref:   # the profiled window starts here (CLOCK_MONOTONIC, for perf record -k)
         print(f"TIMED_START {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}", flush=True)
     for _ in range(reps):
         c = time.process_time(); call(1); ts.append((time.process_time() - c) / nstar)
+        if both:
+            c = time.process_time(); call(1, False); tn.append((time.process_time() - c) / nstar)
+            _core.set_guard_triangular_estimate(True)
+            c = time.process_time(); call(1); tt.append((time.process_time() - c) / nstar)
+            _core.set_guard_triangular_estimate(False)
         acc = 0
         for _ in range(0 if noref else 15):
             A[...] = A0; c = time.process_time(); _core.lapack_potrf(A); acc += time.process_time() - c
@@ -49,5 +68,37 @@ if noref:
     print(f"TIMED_END {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}")
     print(f"lapack {cc.lapack_info()['name']}: n={nb} per star {np.median(ts)*1e3:.3f} ms over {reps} x {nstar} stars; "
           f"dnt {np.unique(out['dnt'], return_counts=True)}")
+    sys.exit()
+if both:
+    from scipy.linalg import blas
+    kc = int(np.median(out["kcond"]))
+    with threadpool_limits(1):
+        M = rng.standard_normal((kc, 2 * kc)).astype(np.float32)
+        Lf = np.asfortranarray(M @ M.T / kc + np.eye(kc, dtype=np.float32))
+        Full = Lf.copy(order="F")
+        _core.lapack_potrf(Lf)
+        Lf = np.asfortranarray(np.tril(Lf))
+        v = rng.standard_normal(kc).astype(np.float32)
+
+        def per_call(f, n=200):
+            out_ = []
+            for _ in range(7):
+                c = time.perf_counter()
+                for _ in range(n):
+                    f()
+                out_.append((time.perf_counter() - c) / n)
+            return float(np.median(out_))
+        t_n = per_call(lambda: blas.strsv(Lf, v, lower=1, overwrite_x=1))
+        t_t = per_call(lambda: blas.strsv(Lf, v, lower=1, trans=1, overwrite_x=1))
+        t_g = per_call(lambda: blas.sgemv(1.0, Full, v))
+    ts, tn, tc, tt = (np.array(x) for x in (ts, tn, tc, tt))
+    g = np.median(ts - tn)
+    print(f"lapack {cc.lapack_info()['name']}: n={nb} per star with the guard {np.median(ts)*1e3:.3f} ms "
+          f"(ratio {np.median(ts / tc):.3f}), without {np.median(tn)*1e3:.3f} ms (ratio {np.median(tn / tc):.3f}), "
+          f"spotrf {np.median(tc)*1e3:.3f} ms; guard {g*1e3:.3f} ms per star = {np.median((ts - tn) / tc):.3f} x spotrf "
+          f"(medians of {reps} alternated repeats); kc={kc}: strsv {t_n*1e6:.1f} us (no transpose), "
+          f"{t_t*1e6:.1f} us (transpose), sgemv of the full kc x kc {t_g*1e6:.1f} us; the guard = "
+          f"{g / ((t_n + t_t) / 2):.1f} strsv; with the triangular C_kk estimate {np.median(tt)*1e3:.3f} ms "
+          f"(ratio {np.median(tt / tc):.3f}); dnt {np.unique(out['dnt'], return_counts=True)}")
     sys.exit()
 print(f"lapack {cc.lapack_info()['name']}: n={nb} per star {np.median(ts)*1e3:.2f} ms, spotrf {np.median(tc)*1e3:.2f} ms, ratio {np.median(np.array(ts)/np.array(tc)):.3f}; dnt {np.unique(out['dnt'], return_counts=True)}")

@@ -143,3 +143,27 @@ def test_process_ccd_star_without_hidden_pixels_has_no_guard_bit():
     cat = Table({"x": [30.0], "y": [30.0], "flux": [1.0]}, meta={"cloudcov_convention": "crowdsource"})
     out = cc.process_ccd(sky + img, sky, sky, cat, psf, 2.0, Np=7, widx=15, threads=1)
     assert out["kpred"][0] == 0 and out["dnt"][0] == 64
+
+
+def test_guard_triangular_estimate_switch_is_off_by_default_and_more_pessimistic():
+    """_core.set_guard_triangular_estimate (benchmarks only) is off by default and returns the
+    previous setting; switched on, the guard judges C_kk by the squared ?trcon estimate of its
+    factor, which on the embedded example (thr=1000) re-solves more stars (dnt bit 4) than the
+    ?pocon estimate the guard uses (benchmarks/bench_guard.py: 18 against 4 of 49)."""
+    from cloudcov import _core
+    from cloudcov.example import load_example
+    ex = load_example()
+
+    def bit4():
+        out = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
+                             ex["dq"], thr=1000, threads=2)
+        return int(np.sum(np.asarray(out["dnt"]).astype(int) & 4 != 0))
+
+    assert _core.set_guard_triangular_estimate(False) is False   # the default
+    pocon = bit4()
+    assert _core.set_guard_triangular_estimate(True) is False
+    try:
+        tri = bit4()
+    finally:
+        assert _core.set_guard_triangular_estimate(False) is True
+    assert tri > pocon

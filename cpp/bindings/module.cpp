@@ -665,6 +665,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "stack entries their stamps read, summing each row only as far as its last read "
           "column (default on), or compute and write every entry; returns the previous "
           "setting. Results never depend on it.", "on"_a);
+    m.def("set_guard_triangular_estimate",
+          [](bool on) { return cloudcov::guard_triangular_estimate().exchange(on); },
+          "Benchmarks: judge C_kk in the condition guard by the square of the triangular "
+          "(?trcon) estimate of its Cholesky factor instead of the ?pocon estimate (default "
+          "off); returns the previous setting. Changes which stars the guard re-solves.", "on"_a);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);
