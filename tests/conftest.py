@@ -1,6 +1,7 @@
 """Shared fixtures: seeded random images and the real data beside the repository."""
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import numpy as np
@@ -29,3 +30,17 @@ def correlated_field(rng, shape, scale=3.0, amp=1.0, noise=0.3, dtype=np.float64
     f = gaussian_filter(rng.standard_normal(shape), scale, mode="wrap")
     f *= amp / f.std()
     return (f + noise * rng.standard_normal(shape)).astype(dtype)
+
+
+@contextlib.contextmanager
+def core_switch(name, on):
+    """Inside the block, the benchmark/test switch ``_core.set_<name>`` (``gather_prefetch``,
+    ``stack_write_read_only``, ``guard_triangular_estimate``) is ``on``; it must hold ``not on``
+    (its default) on entry, and is restored on exit, also when the block raises."""
+    from cloudcov import _core
+    setter = getattr(_core, "set_" + name)
+    assert setter(on) is (not on), f"_core.set_{name}: expected its default {not on} on entry"
+    try:
+        yield
+    finally:
+        assert setter(not on) is on

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cloudcov as cc
-from conftest import correlated_field
+from conftest import core_switch, correlated_field
 
 
 def brute_boxcar(x, wr, wc):
@@ -122,7 +122,6 @@ def test_gather_prefetch_is_in_the_machine_code():
 def test_gather_prefetch_switch_changes_no_result():
     """_core.set_gather_prefetch (for benchmarks) returns the previous setting, and the star
     outputs are bitwise the same with the prefetch off."""
-    from cloudcov import _core
     from cloudcov.example import load_example
     ex = load_example()
 
@@ -132,11 +131,8 @@ def test_gather_prefetch_switch_changes_no_result():
         return {c: np.asarray(out[c]) for c in ("cflux", "dcflux", "cchi2", "kcond", "dnt")}
 
     on = run()
-    assert _core.set_gather_prefetch(False) is True
-    try:
+    with core_switch("gather_prefetch", False):
         off = run()
-    finally:
-        assert _core.set_gather_prefetch(True) is False
     for c in on:
         np.testing.assert_array_equal(on[c], off[c])
 

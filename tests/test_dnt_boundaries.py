@@ -150,8 +150,8 @@ def test_guard_triangular_estimate_switch_is_off_by_default_and_more_pessimistic
     previous setting; switched on, the guard judges C_kk by the squared ?trcon estimate of its
     factor, which on the embedded example (thr=1000) re-solves more stars (dnt bit 4) than the
     ?pocon estimate the guard uses (benchmarks/bench_guard.py: 18 against 4 of 49)."""
-    from cloudcov import _core
     from cloudcov.example import load_example
+    from conftest import core_switch
     ex = load_example()
 
     def bit4():
@@ -159,11 +159,7 @@ def test_guard_triangular_estimate_switch_is_off_by_default_and_more_pessimistic
                              ex["dq"], thr=1000, threads=2)
         return int(np.sum(np.asarray(out["dnt"]).astype(int) & 4 != 0))
 
-    assert _core.set_guard_triangular_estimate(False) is False   # the default
     pocon = bit4()
-    assert _core.set_guard_triangular_estimate(True) is False
-    try:
+    with core_switch("guard_triangular_estimate", True):   # asserts the default is off
         tri = bit4()
-    finally:
-        assert _core.set_guard_triangular_estimate(False) is True
     assert tri > pocon

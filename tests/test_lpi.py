@@ -6,6 +6,7 @@ from astropy.table import Table
 import cloudcov as cc
 from cloudcov.example import load_example
 from cloudcov.lpi import prepare_ccd, star_details
+from conftest import core_switch
 
 FLOATS = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2")
 
@@ -268,17 +269,12 @@ def test_stack_writes_only_what_stamps_read(example, monkeypatch, kw):
     earlier pixel): from a NaN-poisoned ring, every output is bitwise the same as with every
     entry written, and far fewer values were written."""
     import cloudcov.lpi as lpi
-    from cloudcov import _core
     _poison_ring(monkeypatch, lpi)
     ex = example
     args = (ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"], ex["dq"])
-    assert _core.set_stack_write_read_only(True) is True
     few = cc.process_ccd(*args, threads=2, **kw)
-    try:
-        _core.set_stack_write_read_only(False)
+    with core_switch("stack_write_read_only", False):
         full = cc.process_ccd(*args, threads=2, **kw)
-    finally:
-        _core.set_stack_write_read_only(True)
     mf, ma = few.meta["cloudcov"], full.meta["cloudcov"]
     assert ma["stack_values_written"] == ma["stack_values"] == mf["stack_values"]
     assert 0 < mf["stack_values_written"] < 0.25 * mf["stack_values"]
@@ -291,15 +287,11 @@ def test_impute_stack_writes_only_what_stamps_read(example, monkeypatch):
     """LPI imputation's sweep (same ring, same reads) from a NaN-poisoned ring: bitwise the
     same image and std as with every entry written."""
     import cloudcov.tiling as tiling
-    from cloudcov import _core
     _poison_ring(monkeypatch, tiling)   # impute imports sweep_plan from tiling when called
     ex = example
     few = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
-    try:
-        _core.set_stack_write_read_only(False)
+    with core_switch("stack_write_read_only", False):
         full = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
-    finally:
-        _core.set_stack_write_read_only(True)
     assert np.isfinite(few.image).all()
     np.testing.assert_array_equal(few.image, full.image)
     np.testing.assert_array_equal(few.std, full.std)
