@@ -11,9 +11,11 @@ the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and 
 ``--switch stack-writes`` does the same for the stack sweep's writes
 (``_core.set_stack_write_read_only``: only the ring entries the stamps read, each row summed
 only as far as its last read column; or every entry computed and written) and compares the
-stack sweep's core-seconds (``core_seconds_stack``).
+stack sweep's core-seconds (``core_seconds_stack``); ``--switch stack-tail`` likewise for the
+AVX-512 row loop's scalar last lane (``_core.set_stack_scalar_tail``: Np = 33's 65 shifts as
+8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes).
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes] [--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -40,6 +42,8 @@ SWITCHES = {
     "prefetch": (_core.set_gather_prefetch, "gather prefetch", "stars", "star batches"),
     "stack-writes": (_core.set_stack_write_read_only, "stack writes of the read entries only",
                      "stack", "stack sweep"),
+    "stack-tail": (_core.set_stack_scalar_tail, "scalar last lane of the AVX-512 stack rows",
+                   "stack", "stack sweep"),
 }
 
 

@@ -665,6 +665,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "stack entries their stamps read, summing each row only as far as its last read "
           "column (default on), or compute and write every entry; returns the previous "
           "setting. Results never depend on it.", "on"_a);
+    m.def("set_stack_scalar_tail",
+          [](bool on) { return cloudcov::stack_scalar_tail().exchange(on); },
+          "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "
+          "65) as a scalar (default on) or as a ninth vector of 7 padding lanes; returns the "
+          "previous setting. Results never depend on it.", "on"_a);
     m.def("set_guard_triangular_estimate",
           [](bool on) { return cloudcov::guard_triangular_estimate().exchange(on); },
           "Benchmarks: judge C_kk in the condition guard by the square of the triangular "

@@ -54,6 +54,15 @@ inline std::atomic<bool>& stack_write_read_only() {
     return on;
 }
 
+// Whether the AVX-512 row loop computes the last lane of a shift row with 8k + 1 lanes (Np = 1
+// mod 4, e.g. 33) as a scalar beside its vectors (on by default) or as one more vector of 7
+// padding lanes. Benchmarks switch it off (_core.set_stack_scalar_tail) to measure what it
+// gains; results never depend on it (same operations in the same order).
+inline std::atomic<bool>& stack_scalar_tail() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
 // The stack computed as a sweep down the tile: compute_rows(r) advances every shift row's
 // running sums to output row r - 1, writing rows into the stack (a ring buffer when the
 // stack holds fewer rows than the tile produces). Work is split over shift rows (drow); each
