@@ -14,6 +14,8 @@ default, under ``perf record -e cpu-clock``, and sorts the samples of the call b
 - cloudcov loop: the rest of cloudcov's own code (bordered-matrix assembly, pixel classes,
   stamps; ``[unknown]`` samples inside ``_core``, its functions without an exported symbol,
   are counted here);
+- preparation: the kernels that run before the sweeps (``prelim_infill``, the boxcar sums of
+  the masks and of each strip);
 - other: Python, numpy, libc and the kernel (preparation, PSF stamps, output).
 
 It prints each stage's sampled seconds and share, the star stage's overheads as multiples of
@@ -40,7 +42,7 @@ from profile_breakdown import stage as star_stage  # noqa: E402
 
 HERE = pathlib.Path(__file__).parent
 STAGES = ("stack arithmetic", "stack writes", "Cholesky", "gather", "cloudcov loop",
-          "estimates and solves", "other")
+          "estimates and solves", "preparation", "other")
 
 CHILD = r"""
 import sys, time, warnings
@@ -61,8 +63,11 @@ def stage(sym, dso):
     if "_core" in dso:
         if "store_row" in sym:
             return "stack writes"
-        if "stack_group" in sym or "group_impl" in sym or "rows_registers" in sym:
+        if ("stack_group" in sym or "group_impl" in sym or "rows_registers" in sym or "needed_end" in sym
+                or "StackStream" in sym):
             return "stack arithmetic"
+        if "prelim_infill" in sym or "boxcar_sum" in sym:
+            return "preparation"
     return star_stage(sym, dso)
 
 
