@@ -20,6 +20,7 @@ import tempfile
 import platform
 import resource
 import sys
+import threading
 import time
 
 import numpy as np
@@ -186,7 +187,8 @@ def main(argv=None):
                 st, sb = m["core_seconds_stack"], m["core_seconds_stars"]
                 say(f"run {k + 1}/{args.repeat}: CPU {info['cpu']:.1f} core-s (stack sweep {st:.1f}, star "
                     f"batches {sb:.1f}, rest {info['cpu'] - st - sb:.1f}); floors: spotrf sum {fl['stars']:.1f} "
-                    f"(star batches / floor {sb / fl['stars']:.2f}), stack arithmetic {arith['seconds']:.1f} + "
+                    f"(star batches / floor {sb / fl['stars']:.2f}; on {fl['threads']} threads at once "
+                    f"{fl['stars_shared']:.1f}, / {sb / fl['stars_shared']:.2f}), stack arithmetic {arith['seconds']:.1f} + "
                     f"writes {fl['stack']:.1f} (stack sweep / their sum {st / (arith['seconds'] + fl['stack']):.2f}; "
                     f"writes at the {fl['threads']} threads' shared bandwidth {fl['stack_shared']:.1f}, stack "
                     f"sweep / sum {st / (arith['seconds'] + fl['stack_shared']):.2f})")
@@ -195,7 +197,9 @@ def main(argv=None):
         say(f"medians over the {args.repeat} runs: CPU {med(lambda i, o, f, a: i['cpu']):.1f} core-s, stack sweep "
             f"{med(lambda i, o, f, a: i['meta']['core_seconds_stack']):.1f}, star batches "
             f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars']):.1f}, star batches / floor "
-            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars'] / f['stars']):.2f}, stack sweep / "
+            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars'] / f['stars']):.2f} (spotrf on "
+            f"{args.threads} threads at once: "
+            f"{med(lambda i, o, f, a: i['meta']['core_seconds_stars'] / f['stars_shared']):.2f}), stack sweep / "
             f"(arithmetic + writes) {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack'])):.2f} "
             f"(writes shared: {med(lambda i, o, f, a: i['meta']['core_seconds_stack'] / (a['seconds'] + f['stack_shared'])):.2f}); "
             f"the run of median CPU in detail:")
@@ -226,6 +230,11 @@ def main(argv=None):
         f"{fl['nmin']}..{fl['nmax']}, median {fl['nmed']}; spotrf timed at {len(fl['grid'])} sizes, "
         f"log-log interpolated) {fl['stars']:.1f} core-s -> star batches / floor "
         f"{m['core_seconds_stars'] / fl['stars']:.2f}")
+    if fl["threads"] > 1:
+        say(f"  the run factorises on {fl['threads']} threads at once: spotrf timed so (each thread its "
+            f"own matrix, thread CPU time per call) sums to {fl['stars_shared']:.1f} core-s "
+            f"({fl['stars_shared'] / fl['stars']:.2f}x the one-thread floor) -> star batches / floor "
+            f"{m['core_seconds_stars'] / fl['stars_shared']:.2f}")
     say(f"  stack: {m['stack_values'] / 1e9:.2f} G values computed by the sweeps, of which "
         f"{fl['stack_bytes'] / item_of(m) / 1e9:.2f} G ({fl['stack_bytes'] / 1e9:.1f} GB) written to the ring "
         f"(the entries the stamps read); one core writes {fl['write_gbs']:.1f} GB/s (numpy fill of 1 GiB, best of 3 ways), so "
@@ -253,8 +262,11 @@ def main(argv=None):
         say(f"  with the writes at the shared bandwidth: stack arithmetic + writes {shared:.1f} core-s "
             f"-> stack sweep / their sum {m['core_seconds_stack'] / shared:.2f}; CCD floor "
             f"{fl['stars'] + max(arith['seconds'], fl['stack_shared']) + rest:.1f} (overlapped) to "
-            f"{fl['stars'] + shared + rest:.1f} core-s (one after the other)")
-    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3), floor_stack_shared=round(fl['stack_shared'], 3)))}")
+            f"{fl['stars'] + shared + rest:.1f} core-s (one after the other); with spotrf too on "
+            f"{fl['threads']} threads at once "
+            f"{fl['stars_shared'] + max(arith['seconds'], fl['stack_shared']) + rest:.1f} to "
+            f"{fl['stars_shared'] + shared + rest:.1f} core-s")
+    say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stars_shared=round(fl['stars_shared'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3), floor_stack_shared=round(fl['stack_shared'], 3)))}")
     if args.no_reference:
         return write_result(lines, args.out)
 
@@ -296,7 +308,6 @@ def write_bandwidth(nthreads, nbytes=2**30, repeat=3):
     """Best aggregate bandwidth (bytes/s) of ``nthreads`` threads each filling its own share
     of ``nbytes`` with numpy at the same time (``ndarray.fill`` releases the GIL), three fill
     values, ``repeat`` times each."""
-    import threading
     bufs = [np.empty(nbytes // 4 // nthreads, np.float32) for _ in range(nthreads)]
     for b in bufs:
         b.fill(0)
@@ -324,6 +335,36 @@ def item_of(m):
     return np.dtype(m.get("dtype", "float32")).itemsize
 
 
+def spotrf_concurrent(nb, nthreads, repeat, rng):
+    """Median CPU seconds of one spotrf of an nb x nb matrix while ``nthreads`` threads each
+    factorise their own matrix at the same time (``time.thread_time`` around each call, so a
+    thread's matrix copies are not counted), as the star batches of a run on that many threads
+    do: on this 2-core EPYC two at once cost 7-18% more per call than one alone."""
+    mats = []
+    for _ in range(nthreads):
+        M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
+        A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+        mats.append((A0, A0.copy(order="F")))
+    times = [[] for _ in range(nthreads)]
+    start = threading.Barrier(nthreads)
+
+    def work(k):
+        A0, A = mats[k]
+        start.wait()
+        for _ in range(repeat):
+            A[...] = A0
+            c = time.thread_time()
+            _core.lapack_potrf(A)
+            times[k].append(time.thread_time() - c)
+    with threadpool_limits(1):
+        th = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+    return float(np.median(np.concatenate(times)))
+
+
 def floors(out, m, threads=1, repeat=7):
     """Lower bounds, timed in this process, for the two kernel stages of one process_ccd run.
 
@@ -331,7 +372,9 @@ def floors(out, m, threads=1, repeat=7):
     :func:`cloudcov.lapack_info`; one thread) of each factorised star's bordered matrix,
     n = kcond + kpred;
     spotrf is timed (median of ``repeat``) at log-spaced sizes spanning the stars' n and
-    interpolated in log-log. Stack: the bytes the sweeps wrote (meta ``stack_values_written``) at the
+    interpolated in log-log; with ``threads`` > 1 also timed on that many threads at once
+    (``stars_shared``, :func:`spotrf_concurrent`), the concurrency of the run's star batches.
+    Stack: the bytes the sweeps wrote (meta ``stack_values_written``) at the
     best single-core write bandwidth of numpy filling 1 GiB (``stack``), and, as the run's
     ``threads`` threads sweep at once, at their share of the bandwidth they get together
     (``stack_shared``: core-seconds = bytes / (aggregate bandwidth / threads)).
@@ -357,6 +400,12 @@ def floors(out, m, threads=1, repeat=7):
             tgrid.append(float(np.median(ts)))
     lg, lt = np.log(grid), np.log(np.maximum(tgrid, 1e-9))
     stars = float(np.exp(np.interp(np.log(n), lg, lt)).sum()) if len(grid) > 1 else tgrid[0] * n.size
+    stars_shared = stars
+    if threads > 1:   # the run factorises on `threads` threads at once: time spotrf so too
+        tshared = [spotrf_concurrent(nb, threads, repeat, rng) for nb in grid.tolist()]
+        lts = np.log(np.maximum(tshared, 1e-9))
+        stars_shared = (float(np.exp(np.interp(np.log(n), lg, lts)).sum()) if len(grid) > 1
+                        else tshared[0] * n.size)
     buf = np.empty(2**28, np.float32)
     buf.fill(0)
     best = 0.0
@@ -369,7 +418,7 @@ def floors(out, m, threads=1, repeat=7):
     item = item_of(m)
     nbytes = int(m.get("stack_values_written", m["stack_values"])) * item   # what the ring got
     agg = write_bandwidth(threads) if threads > 1 else best
-    return dict(stars=stars, nfact=int(n.size), nmin=int(n.min()), nmax=int(n.max()),
+    return dict(stars=stars, stars_shared=stars_shared, nfact=int(n.size), nmin=int(n.min()), nmax=int(n.max()),
                 nmed=int(np.median(n)), grid=grid, stack_bytes=nbytes, write_gbs=best / 1e9,
                 stack=nbytes / best, threads=threads, write_gbs_all=agg / 1e9,
                 stack_shared=nbytes * threads / agg)
