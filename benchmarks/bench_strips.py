@@ -7,7 +7,8 @@ strip width, i.e. the size of each shift row's running sums ((out_cols + 128) x 
 staging row (out_cols x 65 floats) that the sweep keeps hot. Prints the in-situ stack
 core-seconds per CCD for each width.
 
-Then the ring length at a fixed width (4 strips): the 10,000-star CCD with a ring of
+Then the strip width at 10,000 stars (budgets of 4, 6, 8 and 10 strips), and the ring length
+at a fixed width (4 strips): the 10,000-star CCD with a ring of
 Np + 16 (default), Np + 48 and Np + 112 rows (cloudcov.tiling.RING_EXTRA_ROWS), budgets
 raised so that the strips stay 544 columns wide. A longer ring means fewer, longer rounds
 of stack rows between star batches (each round reloads every shift row's running sums).
@@ -32,6 +33,7 @@ import cloudcov.tiling  # noqa: E402
 from cloudcov.tiling import plan_strips  # noqa: E402
 
 BUDGETS_MIB = [900, 768, 230, 120]
+BUDGETS_10K_MIB = [256, 160, 120, 100]
 RING_EXTRA = [16, 48, 112]
 
 
@@ -58,6 +60,19 @@ def main(argv=None):
             f"{acc_kib:.0f} KiB + staging {width * 65 * 4 / 1024:.0f} KiB per shift row): stack "
             f"{res['stack']:.1f} core-s in situ, whole CCD {res['core_s']:.1f} core-s, peak RSS "
             f"{res['rss_gib']:.2f} GiB")
+    say()
+    say("strip width at 10,000 stars (default ring Np + 16 rows), two passes in turn:")
+    for rep, mib in [(r, m) for r in range(2) for m in BUDGETS_10K_MIB]:
+        strips = plan_strips((0, 4094), (0, 2046), max_memory=mib << 20)
+        width = strips[0].col1 - strips[0].col0 + 32
+        out = subprocess.run([sys.executable, str(HERE / "bench_ccd.py"), "--max-memory", str(mib << 20),
+                              "--no-reference", "--out", "/dev/null"],
+                             check=True, capture_output=True, text=True).stdout
+        res = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+        say(f"pass {rep + 1}: budget {mib:4d} MiB: {res['nstrips']} strips of {width} output columns "
+            f"(running sums {(width + 128) * 72 * 8 / 1024:.0f} KiB per shift row): stack "
+            f"{res['stack']:.1f} core-s in situ, star batches {res['stars']:.1f}, whole CCD "
+            f"{res['core_s']:.1f} core-s, peak RSS {res['rss_gib']:.2f} GiB")
     say()
     say("ring length at 4 strips of 544 output columns, 10,000 stars (stars interleaved with the "
         "stack rounds), two passes:")
