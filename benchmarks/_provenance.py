@@ -46,9 +46,12 @@ def load_note():
 
 
 def write_result(lines, out):
-    """Write a benchmark's printed lines to ``out`` (parents created) and say where."""
+    """Write a benchmark's printed lines to ``out`` (parents created) atomically (a temporary
+    file renamed over it, so a crash leaves the old result) and say where."""
     path = pathlib.Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
     print(f"written to {path}")
     return 0

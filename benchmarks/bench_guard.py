@@ -33,7 +33,7 @@ import cloudcov as cc
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import load_note, provenance, write_result  # noqa: E402
 
 
 def fields():
@@ -89,11 +89,7 @@ def main(argv=None):
             f"unstable {int(np.sum(dnt & 64 != 0))}; float32 accepted {kept.sum()}: "
             f"max |dcflux32/dcflux64 - 1| {dc:.1e} (target 1e-5), "
             f"max |cflux32 - cflux64|/dcflux {cf:.1e} (target 1e-3)")
-    out = pathlib.Path(args_.out)
-    tmp = out.with_suffix(out.suffix + ".tmp")   # atomic: a crash leaves the old file
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
-    print(f"written to {out}")
+    write_result(lines, args_.out)
 
 
 if __name__ == "__main__":

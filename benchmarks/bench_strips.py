@@ -27,7 +27,7 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import load_note, provenance, write_result  # noqa: E402
 
 import cloudcov.tiling  # noqa: E402
 from cloudcov.tiling import plan_strips  # noqa: E402
@@ -94,10 +94,7 @@ def main(argv=None):
             say(f"pass {rep + 1}: ring Np + {extra:3d} rows ({mib} MiB): {rounds} rounds, stack "
                 f"{res['stack']:.1f} core-s in situ, star batches {res['stars']:.1f} core-s, whole CCD "
                 f"{res['core_s']:.1f} core-s, peak RSS {res['rss_gib']:.2f} GiB")
-    out = pathlib.Path(args.out)
-    tmp = out.with_suffix(out.suffix + ".tmp")   # atomic: a crash leaves the old file
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
+    write_result(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _provenance import provenance  # noqa: E402
+from _provenance import provenance, write_result  # noqa: E402
 
 HERE = pathlib.Path(__file__).parent
 NSTAR = 60   # stars per call in profile_perstar.py
@@ -117,13 +117,8 @@ def main(argv=None):
     lines.append("largest symbols (share of the sampled star calls):")
     for (st, sym), v in top.most_common(12):
         lines.append(f"  {100 * v / star_ns:5.1f}%  {st:<20s} {sym}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    out_path = pathlib.Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_suffix(out_path.suffix + ".tmp")
-    tmp_path.write_text(text)
-    tmp_path.replace(out_path)
+    print("\n".join(lines))
+    write_result(lines, args.out)
 
 
 if __name__ == "__main__":
