@@ -14,8 +14,9 @@ with and without it, alternated, and the ``strsv`` its condition estimates are m
 - gather: ``StackCov::fill`` and ``StackCov::value`` (the covariance lookups in the stack);
 - cloudcov loop: the rest of cloudcov's own code (bordered-matrix assembly loop with the
   transposed block and the C_kk column sums, diag(P), pixel classes, result arrays);
-- estimates and solves: the other OpenBLAS / LAPACK routines (``?lacn2`` with ``?trsv`` for
-  the two condition estimates, ``?trsv``/``?gemv`` for z and the prediction, ``?dot``, ...);
+- estimates and solves: the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
+  ``?trsv`` for the C_kk condition estimate, ``?lacn2`` with ``?trsv`` for P's,
+  ``?trsv``/``?gemv`` for z and the prediction, ...);
 - other: Python, the kernel, libc (mostly the set-up of the field and its stack, not per star).
 
 Needs Linux ``perf`` (``perf stat -e cpu-clock true`` must work). Sampling shows where the CPU
@@ -41,7 +42,7 @@ HERE = pathlib.Path(__file__).parent
 NSTAR = 60   # stars per call in profile_perstar.py
 
 CHOLESKY = re.compile(r"^(sgemm_|strsm_|ssyrk|spotf2|spotrf|spotrs|slauum|strmm_)")
-MKL_SOLVES = re.compile(r"(trsv|gemv|lacn2|lacon|dot|axpy|scal|amax|asum|nrm2|copy_?$)")
+MKL_SOLVES = re.compile(r"(trsv|gemv|lacn2|lacon|laic1|dot|axpy|scal|amax|asum|nrm2|copy_?$)")
 STAGES = ("Cholesky", "gather", "cloudcov loop", "estimates and solves", "other")
 
 

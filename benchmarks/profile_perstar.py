@@ -6,16 +6,17 @@ star calls, e.g. perf record -e cpu-clock python benchmarks/profile_perstar.py 2
 benchmarks/profile_breakdown.py does that and sorts the samples by stage).
 
 ``both``: what the condition guard costs. Each repeat times the stars with the guard, without
-it (one float32 attempt, no condition estimates) and the bare spotrf, in turn; then the
-triangular solves the guard's estimates are made of are timed alone: ``strsv`` (no transpose
-and transpose) on a lower Cholesky factor of the median good-pixel count kc (scipy's BLAS,
-the library the default LAPACK table calls; each call includes ~1-2 us of Python overhead),
-and an ``sgemv`` over the full kc x kc matrix (twice the bytes of the triangle) for the
-memory-bound scale. The guard's estimate of ||C_kk^-1||_1 (LAPACK's ?lacn2) applies
-C_kk^-1 = L^-T L^-1 at least 4 times: at least 8 such solves per star. A third call per
-repeat times the guard with the cheaper triangular estimate of C_kk's factor
-(``_core.set_guard_triangular_estimate``, benchmarks only; see bench_guard.py for what it
-does to the re-solve rate).
+it (one float32 attempt, no condition estimates), with the guard judging C_kk by LAPACK
+?pocon's estimate instead of the incremental one (``_core.set_guard_pocon_estimate``, the
+guard before 2026-12), with the triangular estimate of C_kk's factor
+(``_core.set_guard_triangular_estimate``; see bench_guard.py for what both do to the re-solve
+rate) and the bare spotrf, in turn; then the triangular solves the estimates are made of are
+timed alone: ``strsv`` (no transpose and transpose) on a lower Cholesky factor of the median
+good-pixel count kc (scipy's BLAS, the library the default LAPACK table calls; each call
+includes ~1-2 us of Python overhead), and an ``sgemv`` over the full kc x kc matrix (twice the
+bytes of the triangle) for the memory-bound scale. ?pocon's estimate of ||C_kk^-1||_1
+(LAPACK's ?lacn2) applies C_kk^-1 = L^-T L^-1 at least 4 times: at least 8 such solves per
+star; the incremental estimate makes one pass of ?laic1 steps over the factor and one solve.
 """
 import sys, time, numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,13 +51,16 @@ with threadpool_limits(1):
     if not noref:   # a well-conditioned SPD matrix of the median bordered size
         M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
         A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32)); A = A0.copy(order="F")
-    ts, tc, tn, tt = [], [], [], []
+    ts, tc, tn, tt, tp = [], [], [], [], []
     if noref:   # the profiled window starts here (CLOCK_MONOTONIC, for perf record -k)
         print(f"TIMED_START {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}", flush=True)
     for _ in range(reps):
         c = time.process_time(); call(1); ts.append((time.process_time() - c) / nstar)
         if both:
             c = time.process_time(); call(1, False); tn.append((time.process_time() - c) / nstar)
+            _core.set_guard_pocon_estimate(True)
+            c = time.process_time(); call(1); tp.append((time.process_time() - c) / nstar)
+            _core.set_guard_pocon_estimate(False)
             _core.set_guard_triangular_estimate(True)
             c = time.process_time(); call(1); tt.append((time.process_time() - c) / nstar)
             _core.set_guard_triangular_estimate(False)
@@ -91,14 +95,16 @@ if both:
         t_n = per_call(lambda: blas.strsv(Lf, v, lower=1, overwrite_x=1))
         t_t = per_call(lambda: blas.strsv(Lf, v, lower=1, trans=1, overwrite_x=1))
         t_g = per_call(lambda: blas.sgemv(1.0, Full, v))
-    ts, tn, tc, tt = (np.array(x) for x in (ts, tn, tc, tt))
+    ts, tn, tc, tt, tp = (np.array(x) for x in (ts, tn, tc, tt, tp))
     g = np.median(ts - tn)
     print(f"lapack {cc.lapack_info()['name']}: n={nb} per star with the guard {np.median(ts)*1e3:.3f} ms "
           f"(ratio {np.median(ts / tc):.3f}), without {np.median(tn)*1e3:.3f} ms (ratio {np.median(tn / tc):.3f}), "
           f"spotrf {np.median(tc)*1e3:.3f} ms; guard {g*1e3:.3f} ms per star = {np.median((ts - tn) / tc):.3f} x spotrf "
           f"(medians of {reps} alternated repeats); kc={kc}: strsv {t_n*1e6:.1f} us (no transpose), "
           f"{t_t*1e6:.1f} us (transpose), sgemv of the full kc x kc {t_g*1e6:.1f} us; the guard = "
-          f"{g / ((t_n + t_t) / 2):.1f} strsv; with the triangular C_kk estimate {np.median(tt)*1e3:.3f} ms "
-          f"(ratio {np.median(tt / tc):.3f}); dnt {np.unique(out['dnt'], return_counts=True)}")
+          f"{g / ((t_n + t_t) / 2):.1f} strsv; with ?pocon's C_kk estimate {np.median(tp)*1e3:.3f} ms "
+          f"(ratio {np.median(tp / tc):.3f}, guard {np.median((tp - tn) / tc):.3f} x spotrf = "
+          f"{np.median(tp - tn) / ((t_n + t_t) / 2):.1f} strsv); with the triangular C_kk estimate "
+          f"{np.median(tt)*1e3:.3f} ms (ratio {np.median(tt / tc):.3f}); dnt {np.unique(out['dnt'], return_counts=True)}")
     sys.exit()
 print(f"lapack {cc.lapack_info()['name']}: n={nb} per star {np.median(ts)*1e3:.2f} ms, spotrf {np.median(tc)*1e3:.2f} ms, ratio {np.median(np.array(ts)/np.array(tc)):.3f}; dnt {np.unique(out['dnt'], return_counts=True)}")

@@ -145,21 +145,38 @@ def test_process_ccd_star_without_hidden_pixels_has_no_guard_bit():
     assert out["kpred"][0] == 0 and out["dnt"][0] == 64
 
 
+def _example_bit4(**kw):
+    """dnt bit 4 (re-solved by the guard) of the embedded example's stars at thr=1000."""
+    from cloudcov.example import load_example
+    ex = load_example()
+    out = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
+                         ex["dq"], thr=1000, threads=2, **kw)
+    return np.asarray(out["dnt"]).astype(int) & 4 != 0, out
+
+
 def test_guard_triangular_estimate_switch_is_off_by_default_and_more_pessimistic():
     """_core.set_guard_triangular_estimate (benchmarks only) is off by default and returns the
     previous setting; switched on, the guard judges C_kk by the squared ?trcon estimate of its
     factor, which on the embedded example (thr=1000) re-solves more stars (dnt bit 4) than the
-    ?pocon estimate the guard uses (benchmarks/bench_guard.py: 18 against 4 of 49)."""
-    from cloudcov.example import load_example
+    incremental estimate the guard uses (benchmarks/bench_guard.py: 18 against 0 of 49)."""
     from conftest import core_switch
-    ex = load_example()
-
-    def bit4():
-        out = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
-                             ex["dq"], thr=1000, threads=2)
-        return int(np.sum(np.asarray(out["dnt"]).astype(int) & 4 != 0))
-
-    pocon = bit4()
+    default = _example_bit4()[0].sum()
     with core_switch("guard_triangular_estimate", True):   # asserts the default is off
-        tri = bit4()
-    assert tri > pocon
+        tri = _example_bit4()[0].sum()
+    assert tri > default
+
+
+def test_guard_pocon_estimate_switch_re_solves_accurate_float32_stars():
+    """_core.set_guard_pocon_estimate (benchmarks only, the guard before 2026-12) is off by
+    default; switched on, the guard judges C_kk by ?pocon's 1-norm estimate, 2-7x above the
+    exact 2-norm condition number on the example, and re-solves in float64 stars (4 of 49 at
+    thr=1000) whose float32 solves the default guard accepts and which agree with float64 to
+    the item-2 accuracy (1e-5 relative in dcflux, 1e-3 sigma in cflux)."""
+    from conftest import core_switch
+    default, o32 = _example_bit4()
+    with core_switch("guard_pocon_estimate", True):   # asserts the default is off
+        pocon, _ = _example_bit4()
+    assert default.sum() == 0 and pocon.sum() >= 1
+    _, o64 = _example_bit4(dtype="float64")
+    np.testing.assert_allclose(o32["dcflux"][pocon], o64["dcflux"][pocon], rtol=1e-5)
+    assert np.max(np.abs(o32["cflux"][pocon] - o64["cflux"][pocon]) / o64["dcflux"][pocon]) < 1e-3

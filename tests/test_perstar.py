@@ -167,3 +167,75 @@ def test_flux_floor_sets_the_hidden_threshold():
         np.testing.assert_array_equal(pc.hidden, psf > 20 / max(50.0, floor))
     with pytest.raises(ValueError, match="flux_floor"):
         cc.pixel_classes(km, psf, 50.0, flux_floor=0)
+
+
+def _spd_with_spectrum(rng, ev):
+    """Q diag(ev) Q^T with a random orthogonal Q (float64)."""
+    q, _ = np.linalg.qr(rng.standard_normal((len(ev), len(ev))))
+    return (q * ev) @ q.T
+
+
+def _ice_rayleigh(lf):
+    """Brute force of the guard's estimate: incremental condition estimation (Bischof 1990)
+    of the smallest singular value of the lower triangular lf, run on M = J lf^T J (J the
+    reversal) one appended row at a time with the 2 x 2 eigenproblem solved by numpy, then
+    the Rayleigh quotient u^T A^-1 u / u^T u of A = lf lf^T at its vector."""
+    n = lf.shape[0]
+    m = lf.T[::-1, ::-1]          # lower triangular, same singular values
+    x, sest = np.ones(1), abs(m[0, 0])
+    for j in range(1, n):
+        alpha, gamma = m[j, :j] @ x, m[j, j]
+        w, v = np.linalg.eigh(np.array([[sest ** 2 + alpha ** 2, alpha * gamma],
+                                        [alpha * gamma, gamma ** 2]]))
+        x = np.append(v[0, 0] * x, v[1, 0])
+        sest = np.sqrt(max(w[0], 0.0))
+    u = x[::-1]                   # back in lf's row order: ||lf^T u|| = sest
+    y = np.linalg.solve(lf, u)
+    return (y @ y) / (u @ u)
+
+
+@pytest.mark.parametrize("n, cond", [(1, 1.0), (7, 1e2), (60, 1e4), (200, 1e7)])
+def test_guard_estimate_equals_brute_force_incremental_estimate(n, cond):
+    """_core.guard_estimates' rho (LAPACK ?laic1 over the factor's columns, last to first, and
+    one ?trsv) equals the incremental estimate written out in numpy."""
+    from cloudcov import _core
+    rng = np.random.default_rng(n)
+    a = _spd_with_spectrum(rng, np.logspace(0, -np.log10(cond), n))
+    lf = np.linalg.cholesky(a)
+    rho, _ = _core.guard_estimates(np.asfortranarray(lf))
+    assert rho == pytest.approx(_ice_rayleigh(lf), rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_guard_estimate_bounds_the_inverse_norm_from_below_and_closely(dtype):
+    """rho is a Rayleigh quotient of A^-1, so rho <= ||A^-1||_2 = 1 / lambda_min; on matrices
+    of random eigenvectors and spectra spread over 1e1-1e5 it is within a factor 2 of it."""
+    from cloudcov import _core
+    rng = np.random.default_rng(11)
+    for n, cond, shape in [(40, 1e1, "log"), (150, 1e3, "log"), (300, 1e5, "log"),
+                           (300, 1e4, "one small"), (681, 1e3, "log")]:
+        ev = np.logspace(0, -np.log10(cond), n) if shape == "log" else np.r_[np.ones(n - 1), 1 / cond]
+        a = _spd_with_spectrum(rng, ev)
+        lf = np.asfortranarray(a, dtype=dtype)
+        assert _core.lapack_potrf(lf) == 0
+        rho, _ = _core.guard_estimates(np.asfortranarray(np.tril(lf)))
+        exact = 1 / ev.min()
+        assert rho <= exact * (1 + (1e-3 if dtype == np.float32 else 1e-9)), (n, cond, shape)
+        assert rho >= 0.5 * exact, (n, cond, shape, rho / exact)
+
+
+def test_guard_retries_a_hidden_ill_conditioned_direction(rng):
+    """The guard finds ill-conditioning that is not on the diagonal: a good-pixel covariance of
+    random eigenvectors and condition number 1e7 is redone in float64 (bit 4), one of
+    condition number 1e2 is accepted in float32."""
+    Np = 7
+    n = Np * Np
+    hidden = np.zeros(n, bool)
+    hidden[[17, 24, 31]] = True
+    g = np.flatnonzero(~hidden)
+    for cond, dnt, precision in ((1e7, 4, 64), (1e2, 0, 32)):
+        cov = np.eye(n)
+        cov[np.ix_(g, g)] = _spd_with_spectrum(rng, np.logspace(0, -np.log10(cond), len(g)))
+        r = cc.cond_cov_est(cov.astype(np.float32), np.zeros(n, np.float32), hidden, hidden,
+                            rng.standard_normal(n), np.zeros(n), np.full(n, 0.2))
+        assert (r.dnt, r.precision) == (dnt, precision), cond

@@ -580,6 +580,8 @@ void load_lapack() {
     load_fn(t.d.potrs, lap, "dpotrs");
     load_fn(t.s.lacn2, lap, "slacn2");
     load_fn(t.d.lacn2, lap, "dlacn2");
+    load_fn(t.s.laic1, lap, "slaic1");
+    load_fn(t.d.laic1, lap, "dlaic1");
     load_fn(t.s.trsv, blas, "strsv");
     load_fn(t.d.trsv, blas, "dtrsv");
     load_fn(t.s.gemv, blas, "sgemv");
@@ -589,12 +591,13 @@ void load_lapack() {
 
 // Replace the table by the routines at the given addresses (cloudcov.lapack: another LAPACK
 // with the reference Fortran interface, 32-bit integers, no hidden string lengths, safe to
-// call from several threads at once). All ten names are required; nothing changes on error.
+// call from several threads at once). All twelve names are required; nothing changes on error.
 void set_lapack(const py::dict& addr) {
-    static const char* names[] = {"spotrf", "dpotrf", "spotrs", "dpotrs", "slacn2",
-                                  "dlacn2", "strsv",  "dtrsv",  "sgemv",  "dgemv"};
-    std::uintptr_t a[10];
-    for (int k = 0; k < 10; ++k) {
+    static const char* names[] = {"spotrf", "dpotrf", "spotrs", "dpotrs", "slacn2", "dlacn2",
+                                  "strsv",  "dtrsv",  "sgemv",  "dgemv",  "slaic1", "dlaic1"};
+    constexpr int kNames = sizeof(names) / sizeof(names[0]);
+    std::uintptr_t a[kNames];
+    for (int k = 0; k < kNames; ++k) {
         if (!addr.contains(names[k])) throw std::invalid_argument(std::string("set_lapack: no address for ") + names[k]);
         a[k] = addr[names[k]].cast<std::uintptr_t>();
         if (a[k] == 0) throw std::invalid_argument(std::string("set_lapack: null address for ") + names[k]);
@@ -603,7 +606,7 @@ void set_lapack(const py::dict& addr) {
     auto put = [&](auto& fn, int k) { fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(a[k]); };
     put(t.s.potrf, 0); put(t.d.potrf, 1); put(t.s.potrs, 2); put(t.d.potrs, 3);
     put(t.s.lacn2, 4); put(t.d.lacn2, 5); put(t.s.trsv, 6); put(t.d.trsv, 7);
-    put(t.s.gemv, 8); put(t.d.gemv, 9);
+    put(t.s.gemv, 8); put(t.d.gemv, 9); put(t.s.laic1, 10); put(t.d.laic1, 11);
     cloudcov::lapack_table() = t;
 }
 
@@ -628,6 +631,35 @@ int lapack_potrf(py::array a) {
         throw std::invalid_argument("a: expected float32 or float64");
     }
     return info;
+}
+
+// The guard's two estimates of ||A^-1|| for A = L L^T from the lower triangle of a
+// Fortran-ordered Cholesky factor (float32 or float64, computed in that precision): the
+// incremental Rayleigh quotient (a lower bound on ||A^-1||_2) and ?pocon's ?lacn2 estimate of
+// ||A^-1||_1. For tests and benchmarks/bench_guard.py.
+template <class W>
+py::tuple guard_estimates_t(py::array a, const cloudcov::LapackFns<W>& L) {
+    const int n = static_cast<int>(a.shape(0));
+    std::vector<W> f(static_cast<const W*>(a.data()), static_cast<const W*>(a.data()) + static_cast<size_t>(n) * n);
+    std::vector<W> work(2 * static_cast<size_t>(n));
+    std::vector<int> iwork(static_cast<size_t>(n));
+    double rho, est1;
+    {
+        py::gil_scoped_release nogil;
+        rho = cloudcov::detail::inv_norm2_est(L, f.data(), n, n, work.data());
+        est1 = cloudcov::detail::inv_norm1_est(L, f.data(), n, n, true, work.data(), iwork.data());
+    }
+    return py::make_tuple(rho, est1);
+}
+
+py::tuple guard_estimates(py::array l) {
+    if (l.ndim() != 2 || l.shape(0) != l.shape(1) || l.shape(0) < 1)
+        throw std::invalid_argument("l: expected a non-empty square 2-d array");
+    if (!(l.flags() & py::array::f_style)) throw std::invalid_argument("l: expected a Fortran-ordered array");
+    const auto& t = cloudcov::lapack_table();
+    if (is_dtype<float>(l)) return guard_estimates_t<float>(l, t.s);
+    if (is_dtype<double>(l)) return guard_estimates_t<double>(l, t.d);
+    throw std::invalid_argument("l: expected float32 or float64");
 }
 
 }  // namespace
@@ -670,15 +702,26 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "
           "65) as a scalar (default on) or as a ninth vector of 7 padding lanes; returns the "
           "previous setting. Results never depend on it.", "on"_a);
+    m.def("set_guard_pocon_estimate",
+          [](bool on) { return cloudcov::guard_pocon_estimate().exchange(on); },
+          "Benchmarks: judge C_kk in the condition guard by LAPACK ?pocon's 1-norm estimate "
+          "(Hager-Higham ?lacn2 with two ?trsv per step) instead of the incremental (?laic1) "
+          "Rayleigh-quotient estimate (default off); returns the previous setting. Changes "
+          "which stars the guard re-solves.", "on"_a);
     m.def("set_guard_triangular_estimate",
           [](bool on) { return cloudcov::guard_triangular_estimate().exchange(on); },
           "Benchmarks: judge C_kk in the condition guard by the square of the triangular "
-          "(?trcon) estimate of its Cholesky factor instead of the ?pocon estimate (default "
-          "off); returns the previous setting. Changes which stars the guard re-solves.", "on"_a);
+          "(?trcon) estimate of its Cholesky factor instead of the incremental estimate (default "
+          "off; takes precedence over set_guard_pocon_estimate); returns the previous setting. "
+          "Changes which stars the guard re-solves.", "on"_a);
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);
     m.def("lapack_potrf", &lapack_potrf, "?potrf (lower, in place) through the LAPACK table.", "a"_a);
+    m.def("guard_estimates", &guard_estimates,
+          "(rho, est1) of the condition guard for the Cholesky factor l (lower triangle): the "
+          "incremental Rayleigh-quotient lower bound on ||A^-1||_2 and ?pocon's estimate of "
+          "||A^-1||_1, A = l l^T.", "l"_a);
     m.def("build_cov", &build_cov, "Stamp covariance and mean from the stack.", "bimage"_a,
           "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "julia_compat"_a = false);
     m.def("pixel_classes", &pixel_classes, "Good/hidden pixel classes and dnt bits.", "kmasked"_a,

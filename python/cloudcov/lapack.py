@@ -38,7 +38,7 @@ __all__ = ["set_lapack", "lapack_info", "LAPACK_ENV"]
 LAPACK_ENV = "CLOUDCOV_LAPACK"
 
 _ROUTINES = ("spotrf", "dpotrf", "spotrs", "dpotrs", "slacn2", "dlacn2",
-             "strsv", "dtrsv", "sgemv", "dgemv")
+             "strsv", "dtrsv", "sgemv", "dgemv", "slaic1", "dlaic1")
 _MKL_INTERFACE_LP64 = 0
 _MKL_THREADING_SEQUENTIAL = 1
 

@@ -15,14 +15,21 @@
 // block is read as given), which matters only for a non-symmetric input matrix.
 //
 // Condition-number guard: in the working precision W the solve is accepted when both
-// Cholesky factorisations succeed and the reciprocal 1-norm condition estimates are
-// >= 1e2 * eps(W) (a relative error bound kappa * eps <= 1e-2, far below the statistical
-// uncertainty of the outputs): for C_kk, 1 / (||C_kk||_1 est||C_kk^-1||_1), and for P the
-// square of 1 / (||L22||_1 est||L22^-1||_1). The estimates are those of LAPACK ?pocon and
-// ?trcon (Hager-Higham ?lacn2 iterations on the factor already computed), with the
-// triangular solves done by ?trsv instead of the overflow-guarded ?latrs (whose growth bound
-// fails for n ~ 700 and falls back to a column-by-column solve 5-10x slower); a solve that
-// overflows counts as ill-conditioned. Otherwise the star is redone
+// Cholesky factorisations succeed and the reciprocal condition estimates are >= 1e2 * eps(W)
+// (a relative error bound kappa * eps <= 1e-2, far below the statistical uncertainty of the
+// outputs): for C_kk, 1 / (||C_kk||_1 rho), where ||C_kk||_1 >= ||C_kk||_2 and
+// rho = u^T C_kk^-1 u / u^T u <= ||C_kk^-1||_2 is the Rayleigh quotient of C_kk^-1 at the
+// approximate smallest right singular vector u of L^T found by incremental condition
+// estimation (LAPACK ?laic1, Bischof 1990) over the columns of the factor already computed,
+// last to first, and evaluated with one ?trsv (||L^-1 u||^2); for P, the square of
+// 1 / (||L22||_1 est||L22^-1||_1), the estimate of LAPACK ?trcon (Hager-Higham ?lacn2
+// iterations on the factor). The C_kk estimate costs one pass over the factor and one solve,
+// where ?pocon's 1-norm estimate applies C_kk^-1 (two solves) four or more times; measured on
+// the example, the flat synthetic field and the DECam cutouts it is within a factor 0.5-1 of
+// the exact 2-norm condition number, where ?pocon's 1-norm estimate is 2-15x above it
+// (benchmarks/bench_guard.py). Triangular solves are ?trsv instead of the overflow-guarded
+// ?latrs (whose growth bound fails for n ~ 700 and falls back to a column-by-column solve 5-10x
+// slower); a solve that overflows counts as ill-conditioned. Otherwise the star is redone
 // in float64 (dnt bit 4 when the working precision was float32) and, if float64 fails the
 // same test, with lambda * I added to the covariance diagonal, lambda = mean(diag C) * 10^m
 // for m = -12, -11, ..., -6 (first that passes; dnt bit 4). If none passes, dnt bit 64 is
@@ -84,11 +91,18 @@ struct Workspace {
 template <class W>
 inline double rcond_min() { return 1e2 * std::numeric_limits<W>::epsilon(); }
 
-// Benchmarks only (off by default, _core.set_guard_triangular_estimate): judge C_kk, as P, by
-// the square of the triangular estimate 1 / (||L11||_1 est||L11^-1||_1) (?trcon: one ?trsv
-// per estimator step instead of two, no column sums of C_kk) instead of the ?pocon estimate.
-// Cheaper, but measured far more pessimistic on real fields (benchmarks/bench_guard.py
-// --ckk-estimate triangular), which is why the guard does not use it.
+// Benchmarks only (both off by default): judge C_kk by another estimate than the guard's
+// incremental one. _core.set_guard_pocon_estimate: LAPACK ?pocon's 1-norm estimate
+// 1 / (||C_kk||_1 est||C_kk^-1||_1) (the guard before 2026-12; the same decisions on every
+// field measured except 4 of 49 stars of the example at thr=1000 that it re-solved in float64
+// though float32 was accurate, and ~0.1x of a spotrf dearer per star).
+// _core.set_guard_triangular_estimate (takes precedence): the square of the triangular
+// estimate 1 / (||L11||_1 est||L11^-1||_1) (?trcon), as for P: measured far more pessimistic
+// on real fields (benchmarks/bench_guard.py --ckk-estimate triangular).
+inline std::atomic<bool>& guard_pocon_estimate() {
+    static std::atomic<bool> on{false};
+    return on;
+}
 inline std::atomic<bool>& guard_triangular_estimate() {
     static std::atomic<bool> on{false};
     return on;
@@ -122,6 +136,47 @@ double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool sp
         if (!(amax <= std::numeric_limits<W>::max())) return std::numeric_limits<double>::infinity();
     }
     return static_cast<double>(est);
+}
+
+// Lower estimate of ||A^-1||_2 for A = L L^T (lower triangular L, n x n, leading dimension
+// ld): the Rayleigh quotient rho = u^T A^-1 u / u^T u = ||L^-1 u||^2 / ||u||^2 at the
+// approximate smallest right singular vector u of L^T given by incremental condition
+// estimation (LAPACK ?laic1, job 2). ICE grows the triangle one column at a time: with J the
+// reversal, M = J L^T J is lower triangular and its leading (j+1) x (j+1) block is the
+// reversed trailing block L[c:, c:]^T, so the row ICE appends is column c of L below the
+// diagonal (contiguous) and gamma its diagonal entry; u (in L's row order) is rescaled by s
+// and gets c at position c. Then ||L^T u|| ~ sigma_min(L) and one ?trsv gives rho, which is
+// >= 1 / (u^T A u) (Cauchy-Schwarz): never below ICE's own estimate. work: 2 n values.
+// +inf if the solve overflows.
+template <class W>
+double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work) {
+    char Lc = 'L', N = 'N';
+    int job = 2, ione = 1;
+    W* u = work;
+    W* y = work + n;
+    W* a = const_cast<W*>(fac);
+    u[n - 1] = 1;
+    W sest = std::abs(fac[static_cast<size_t>(n - 1) * ld + n - 1]);
+    for (int c = n - 2; c >= 0; --c) {
+        int j = n - 1 - c;
+        W* col = a + static_cast<size_t>(c) * ld;
+        W gamma = col[c], sestpr = 0, sn = 0, cs = 0;
+        L.laic1(&job, &j, u + c + 1, &sest, col + c + 1, &gamma, &sestpr, &sn, &cs);
+        for (int i = c + 1; i < n; ++i) u[i] *= sn;
+        u[c] = cs;
+        sest = sestpr;
+    }
+    double uu = 0;
+    for (int i = 0; i < n; ++i) {
+        y[i] = u[i];
+        uu += static_cast<double>(u[i]) * static_cast<double>(u[i]);
+    }
+    L.trsv(&Lc, &N, &N, &n, a, &ld, y, &ione);
+    double yy = 0;
+    for (int i = 0; i < n; ++i) yy += static_cast<double>(y[i]) * static_cast<double>(y[i]);
+    const double rho = yy / uu;
+    if (!(rho <= std::numeric_limits<W>::max())) return std::numeric_limits<double>::infinity();
+    return rho;
 }
 
 // Reciprocal 1-norm condition estimate of a lower triangular factor (as ?trcon, norm '1').
@@ -184,9 +239,11 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     // Absolute column sums of C_kk (its 1-norm, for the C_kk condition estimate), accumulated
     // while each column is in cache.
     const bool tri11 = check_rcond && guard_triangular_estimate().load(std::memory_order_relaxed);
-    const bool pocon11 = check_rcond && !tri11;   // the C_kk estimate needs ||C_kk||_1
+    const bool pocon11 = check_rcond && !tri11 && guard_pocon_estimate().load(std::memory_order_relaxed);
+    const bool ice11 = check_rcond && !tri11 && !pocon11;
+    const bool norm11 = pocon11 || ice11;   // the C_kk estimate needs ||C_kk||_1
     double* colsum = s.colsum.data();
-    if (pocon11) std::fill(colsum, colsum + kc, 0.0);
+    if (norm11) std::fill(colsum, colsum + kc, 0.0);
     int hp = 0;   // first hidden position whose pixel follows the current good pixel
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
@@ -203,7 +260,7 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
             h0 = hp;
         }
         if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0, s.run_hidden.data() + h0);
-        if (pocon11 && a < kc) {
+        if (norm11 && a < kc) {
             double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};   // independent partial sums
             int b = a + 1;
             for (; b + 8 <= kc; b += 8)
@@ -232,13 +289,17 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
                                 A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
                                 s.run_good.data() + g0);
     }
-    const double anorm = pocon11 ? *std::max_element(colsum, colsum + kc) : 0.0;
+    const double anorm = norm11 ? *std::max_element(colsum, colsum + kc) : 0.0;
     L.potrf(&Lc, &n, A, &n, &info);
     if (info != 0) return false;
     W* L22 = A + static_cast<size_t>(kc) * n + kc;
     if (check_rcond) {
-        // C_kk: 1 / (||C_kk||_1 est||C_kk^-1||_1), as ?pocon
-        if (pocon11) {
+        // C_kk: 1 / (||C_kk||_1 rho), rho from ICE and one solve (see inv_norm2_est)
+        if (ice11) {
+            const double rc11 = 1.0 / (static_cast<double>(static_cast<W>(anorm)) *
+                                       inv_norm2_est(L, A, kc, n, s.work.data()));
+            if (!(rc11 >= rcond_min<W>())) return false;
+        } else if (pocon11) {   // benchmarks only: 1 / (||C_kk||_1 est||C_kk^-1||_1), as ?pocon
             const double rc11 = 1.0 / (static_cast<double>(static_cast<W>(anorm)) *
                                        inv_norm1_est(L, A, kc, n, true, s.work.data(), s.iwork.data()));
             if (!(rc11 >= rcond_min<W>())) return false;

@@ -15,8 +15,10 @@ struct LapackFns {
     void (*gemv)(char* trans, int* m, int* n, W* alpha, W* a, int* lda, W* x, int* incx,
                  W* beta, W* y, int* incy) = nullptr;
     void (*lacn2)(int* n, W* v, W* x, int* isgn, W* est, int* kase, int* isave) = nullptr;
+    void (*laic1)(int* job, int* j, W* x, W* sest, W* w, W* gamma, W* sestpr, W* s,
+                  W* c) = nullptr;
     bool ready() const {
-        return potrf && potrs && trsv && gemv && lacn2;
+        return potrf && potrs && trsv && gemv && lacn2 && laic1;
     }
 };
 
