@@ -47,8 +47,15 @@ def load_note():
 
 def write_result(lines, out):
     """Write a benchmark's printed lines to ``out`` (parents created) atomically (a temporary
-    file renamed over it, so a crash leaves the old result) and say where."""
+    file renamed over it, so a crash leaves the old result) and say where. An existing target
+    that is not a regular file (``--out /dev/null``, as bench_cost_model.py and bench_strips.py
+    pass to bench_ccd.py) is written directly: renaming over it would replace the device (as
+    root, /dev/null became a regular file)."""
     path = pathlib.Path(out)
+    if path.exists() and not path.is_file():
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")

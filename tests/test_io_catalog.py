@@ -74,3 +74,19 @@ def test_flux_columns_in_adu_and_qtable_units_kept(tmp_path):
         assert t.meta["params"] == params
     t = Table.read(tmp_path / "o.h5", path="S6")     # plain astropy, units and meta
     assert t["fdb_pred"].unit == u.adu and t.meta["params"] == params
+
+
+def test_refuses_to_replace_a_non_regular_file(tmp_path):
+    """An existing destination that is not a regular file (a FIFO here, /dev/null or a
+    directory in use) is refused before anything is written: renaming the temporary file over
+    it would replace it (as root, /dev/null itself)."""
+    import stat
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.fits.*not a regular file"):
+        cc.io.write_fits_table(Table({"a": [1]}), fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    (tmp_path / "d.fits").mkdir()
+    with pytest.raises(ValueError, match="not a regular file"):
+        cc.io.write_fits_table(Table({"a": [1]}), tmp_path / "d.fits")
+    assert sorted(os.listdir(tmp_path)) == ["d.fits", "pipe.fits"]

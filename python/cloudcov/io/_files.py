@@ -302,6 +302,14 @@ def atomic_path(path):
     pathlib.Path
         Temporary file (``<name>.<random>.tmp`` in the same directory) to write.
 
+    Raises
+    ------
+    ValueError
+        If ``path`` exists and is not a regular file (a directory, or a device, FIFO or socket
+        such as ``/dev/null``): renaming the temporary file over it would replace it (run as
+        root, an output sent to ``/dev/null`` used to delete the device). Checked before the
+        block runs.
+
     Notes
     -----
     ``os.replace`` is atomic on POSIX within one file system: readers see the old file or the
@@ -310,6 +318,10 @@ def atomic_path(path):
     :func:`remove_stale_temporaries` removes (under the output's lock).
     """
     path = pathlib.Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: exists and is not a regular file (a directory, device, FIFO or "
+                         "socket); cloudcov writes an output by renaming a temporary file over it, "
+                         "which would replace it: give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -80,6 +80,9 @@ def write_fits_table(table, path, *, extname="CAT", header=None, overwrite=True)
     ------
     FileExistsError
         If the file exists and ``overwrite`` is False.
+    ValueError
+        If ``path`` exists and is not a regular file (a directory, or a device such as
+        ``/dev/null``, which the rename would replace).
     OSError
         On write failure; the destination is then untouched and no temporary file is left.
     """
