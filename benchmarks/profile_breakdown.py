@@ -57,29 +57,45 @@ def stage(sym, dso):
     return "other"
 
 
-def perf_samples(reps, tmp):
-    """ns of CPU per stage over the run of profile_perstar.py REPS guard noref, and its output."""
-    data = pathlib.Path(tmp) / "perf.data"
-    cmd = ["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-e", "cpu-clock", "-F", "4999", "-o", str(data), "--",
-           sys.executable, str(HERE / "profile_perstar.py"), str(reps), "guard", "noref"]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "time,period,ip,sym,dso"],
-                            capture_output=True, text=True, check=True).stdout
+def perf_window(cmd, stage_of, freq, keep_other=False):
+    """Run ``cmd`` under ``perf record -e cpu-clock -F freq`` and add up the sampled CPU (ns) of
+    the samples between the TIMED_START and TIMED_END lines it prints (CLOCK_MONOTONIC).
+
+    Returns (ns per stage, ns per (stage, symbol) -- without stage "other" unless keep_other --,
+    the command's stdout); ``stage_of(sym, dso)`` names each sample's stage.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        data = pathlib.Path(tmp) / "perf.data"
+        run = subprocess.run(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-e", "cpu-clock", "-F", str(freq),
+                              "-o", str(data), "--", *cmd], capture_output=True, text=True, check=True)
+        script = subprocess.run(["perf", "script", "-i", str(data), "-F", "time,period,ip,sym,dso"],
+                                capture_output=True, text=True, check=True).stdout
     t0 = float(re.search(r"TIMED_START ([\d.]+)", run.stdout).group(1))
     t1 = float(re.search(r"TIMED_END ([\d.]+)", run.stdout).group(1))
     ns = collections.Counter()
     top = collections.Counter()
     for line in script.splitlines():
         m = re.match(r"\s*([\d.]+):\s+(\d+)\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$", line)
-        if not m or not t0 <= float(m.group(1)) <= t1:   # only the timed star calls
+        if not m or not t0 <= float(m.group(1)) <= t1:   # only the timed window
             continue
-        period, sym, dso = int(m.group(2)), m.group(3), m.group(4)
-        sym = re.sub(r"\+0x[0-9a-f]+$", "", sym)
-        st = stage(sym, dso)
+        period, sym, dso = int(m.group(2)), re.sub(r"\+0x[0-9a-f]+$", "", m.group(3)), m.group(4)
+        st = stage_of(sym, dso)
         ns[st] += period
-        if st != "other":
+        if keep_other or st != "other":
             top[(st, sym[:70])] += period
-    out = "; ".join(x for x in run.stdout.strip().splitlines() if not x.startswith("TIMED_"))
+    return ns, top, run.stdout
+
+
+def symbol_lines(top, total, n):
+    """The n largest (stage, symbol) entries of ``top`` as report lines, in % of ``total``."""
+    return [f"  {100 * v / total:5.1f}%  {st:<20s} {sym}" for (st, sym), v in top.most_common(n)]
+
+
+def perf_samples(reps):
+    """ns of CPU per stage over the run of profile_perstar.py REPS guard noref, and its output."""
+    ns, top, stdout = perf_window([sys.executable, str(HERE / "profile_perstar.py"), str(reps), "guard", "noref"],
+                                  stage, 4999)
+    out = "; ".join(x for x in stdout.strip().splitlines() if not x.startswith("TIMED_"))
     return ns, top, out
 
 
@@ -91,8 +107,7 @@ def main(argv=None):
     if shutil.which("perf") is None:
         sys.exit("profile_breakdown: needs Linux perf (e.g. Debian's linux-perf)")
     lines = [provenance() + "; per-star profile (perf record -e cpu-clock, 4999 Hz)"]
-    with tempfile.TemporaryDirectory() as tmp:
-        ns, top, out = perf_samples(args.reps, tmp)
+    ns, top, out = perf_samples(args.reps)
     calls = args.reps * NSTAR
     lines.append(f"profiled run: {out}")
     timed = subprocess.run([sys.executable, str(HERE / "profile_perstar.py"), str(max(5, args.reps // 2))],
@@ -116,8 +131,7 @@ def main(argv=None):
     lines.append(f"what the condition guard costs (third run, stars with and without the guard and spotrf "
                  f"alternated; the solves its estimates are made of timed alone): {both}")
     lines.append("largest symbols (share of the sampled star calls):")
-    for (st, sym), v in top.most_common(12):
-        lines.append(f"  {100 * v / star_ns:5.1f}%  {st:<20s} {sym}")
+    lines += symbol_lines(top, star_ns, 12)
     print("\n".join(lines))
     write_result(lines, args.out)
 

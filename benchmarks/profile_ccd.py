@@ -28,17 +28,14 @@ Needs Linux ``perf``. Run: python benchmarks/profile_ccd.py [--nstar N] [--threa
 from __future__ import annotations
 
 import argparse
-import collections
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _provenance import load_note, provenance, write_result  # noqa: E402
-from profile_breakdown import stage as star_stage  # noqa: E402
+from profile_breakdown import perf_window, symbol_lines, stage as star_stage  # noqa: E402
 
 HERE = pathlib.Path(__file__).parent
 STAGES = ("stack arithmetic", "stack writes", "Cholesky", "gather", "cloudcov loop",
@@ -80,26 +77,9 @@ def main(argv=None):
     if shutil.which("perf") is None:
         sys.exit("profile_ccd: needs Linux perf (e.g. Debian's linux-perf)")
     lines = [f"{provenance()}; whole-CCD profile (perf record -e cpu-clock, 999 Hz); {load_note()}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        data = pathlib.Path(tmp) / "perf.data"
-        run = subprocess.run(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-e", "cpu-clock", "-F", "999",
-                              "-o", str(data), "--", sys.executable, "-c", CHILD, str(HERE), str(args.nstar),
-                              str(args.threads)], capture_output=True, text=True, check=True)
-        script = subprocess.run(["perf", "script", "-i", str(data), "-F", "time,period,ip,sym,dso"],
-                                capture_output=True, text=True, check=True).stdout
-    t0 = float(re.search(r"TIMED_START ([\d.]+)", run.stdout).group(1))
-    t1 = float(re.search(r"TIMED_END ([\d.]+)", run.stdout).group(1))
-    stack_s, stars_s, nstrips = re.search(r"META (\S+) (\S+) (\S+)", run.stdout).groups()
-    ns = collections.Counter()
-    top = collections.Counter()
-    for line in script.splitlines():
-        m = re.match(r"\s*([\d.]+):\s+(\d+)\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$", line)
-        if not m or not t0 <= float(m.group(1)) <= t1:   # only the process_ccd call
-            continue
-        period, sym, dso = int(m.group(2)), re.sub(r"\+0x[0-9a-f]+$", "", m.group(3)), m.group(4)
-        st = stage(sym, dso)
-        ns[st] += period
-        top[(st, sym[:70])] += period
+    ns, top, stdout = perf_window([sys.executable, "-c", CHILD, str(HERE), str(args.nstar), str(args.threads)],
+                                  stage, 999, keep_other=True)   # only the process_ccd call
+    stack_s, stars_s, nstrips = re.search(r"META (\S+) (\S+) (\S+)", stdout).groups()
     total = sum(ns.values())
     lines.append(f"process_ccd of the DECam CCD (4094 x 2046, {args.nstar} stars, real S6 mask and PSF), "
                  f"{args.threads} threads, {nstrips} strips: {total / 1e9:.1f} s sampled in the call; its "
@@ -115,8 +95,7 @@ def main(argv=None):
     lines.append(f"stack sampled {(ns['stack arithmetic'] + ns['stack writes']) / 1e9:.1f} s: arithmetic "
                  f"{ns['stack arithmetic'] / 1e9:.1f} s, ring writes {ns['stack writes'] / 1e9:.1f} s")
     lines.append("largest symbols (share of the sampled call):")
-    for (st, sym), v in top.most_common(14):
-        lines.append(f"  {100 * v / total:5.1f}%  {st:<20s} {sym}")
+    lines += symbol_lines(top, total, 14)
     print("\n".join(lines))
     write_result(lines, args.out)
 
