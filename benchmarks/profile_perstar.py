@@ -18,27 +18,17 @@ bytes of the triangle) for the memory-bound scale. ?pocon's estimate of ||C_kk^-
 (LAPACK's ?lacn2) applies C_kk^-1 = L^-T L^-1 at least 4 times: at least 8 such solves per
 star; the incremental estimate makes one pass of ?laic1 steps over the factor and one solve.
 """
-import sys, time, numpy as np
+import pathlib, sys, time, numpy as np
 from threadpoolctl import threadpool_limits
 import cloudcov as cc
 from cloudcov import _core
-Np, w = 33, 129
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _perstar_field import perstar_field  # noqa: E402
+F = perstar_field()
+Np, w, img, bim, st, stars, bad, rows, cols, psfs, flux, circ = (
+    F[k] for k in ("Np", "w", "img", "bim", "st", "stars", "bad", "rows", "cols", "psfs", "flux", "circ"))
+nstar = len(rows)
 rng = np.random.default_rng(1)
-side2, nstar = 360, 60
-img = (rng.standard_normal((side2, side2)) * 20).astype(np.float32)
-bim, st = cc.shift_stack(img, Np, w, w)
-h, a = (Np - 1) // 2, (w - 1) // 2
-rows = rng.integers(h + a, side2 - h - a, nstar).astype(np.int64)
-cols = rng.integers(h + a, side2 - h - a, nstar).astype(np.int64)
-y, x = np.mgrid[-h:h + 1, -h:h + 1]; psf = np.exp(-(x**2+y**2)/8.0); psf /= psf.sum()
-flux = np.full(nstar, 3.0e4)
-psfs = np.repeat(psf[None].astype(np.float32), nstar, axis=0)
-stars = np.zeros_like(img)
-for r, c, f in zip(rows, cols, flux):
-    stars[r - h:r + h + 1, c - h:c + h + 1] += (f * psf / 4.0).astype(np.float32)
-bad = (rng.random(img.shape) < 0.02).astype(np.uint8)
-circ = cc.circle_mask(Np).astype(np.uint8)
-order = np.argsort(rows, kind="stable"); rows, cols = rows[order], cols[order]
 reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 mode = sys.argv[2] if len(sys.argv) > 2 else "guard"
 guard = mode != "noguard"
