@@ -43,7 +43,7 @@ COLUMNS = ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kp
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--repeat", type=int, default=25)
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_gather_cache.txt"))
     args = ap.parse_args(argv)
     lines = []
