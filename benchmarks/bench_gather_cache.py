@@ -13,7 +13,8 @@ orders that do the same work:
 
 The warm call's time is ``2 x (twice in a row) - cold`` per star; ``cold - warm`` is what
 the stack's trips to memory cost a star. Both orders are run with the gather's prefetch on
-(default) and off (``_core.set_gather_prefetch``), alternated ``--repeat`` times, and a bare
+(default) and off (``_core.set_gather_prefetch``), alternated ``--repeat`` times (orders and
+settings swap places every repeat), and a bare
 ``spotrf`` of the median bordered size is timed in the same loop (as ``profile_perstar.py``),
 so every figure is also a ratio to the factorisation. Outputs are checked bitwise equal
 across orders and settings.
@@ -73,11 +74,13 @@ def main(argv=None):
         M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
         A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
         A = A0.copy(order="F")
-        for _ in range(args.repeat):
-            for pf in (True, False):
+        for rep in range(args.repeat):
+            for pf in ((True, False) if rep % 2 == 0 else (False, True)):
                 prev = _core.set_gather_prefetch(pf)
                 try:
-                    for name, idx in orders.items():
+                    # the two orders swap places every repeat (no bias from their position)
+                    for name in (("cold", "twice") if rep % 2 == 0 else ("twice", "cold")):
+                        idx = orders[name]
                         c = time.process_time()
                         out = call(idx)
                         res.setdefault((pf, name), []).append((time.process_time() - c) / len(idx))
