@@ -34,6 +34,7 @@ from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
+from _perstar import spd_matrix, spotrf_times  # noqa: E402
 from _provenance import load_note, provenance, write_result  # noqa: E402
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -340,22 +341,13 @@ def spotrf_concurrent(nb, nthreads, repeat, rng):
     factorise their own matrix at the same time (``time.thread_time`` around each call, so a
     thread's matrix copies are not counted), as the star batches of a run on that many threads
     do: on this 2-core EPYC two at once cost 7-18% more per call than one alone."""
-    mats = []
-    for _ in range(nthreads):
-        M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
-        A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
-        mats.append((A0, A0.copy(order="F")))
-    times = [[] for _ in range(nthreads)]
+    mats = [spd_matrix(nb, rng) for _ in range(nthreads)]
+    times = [None] * nthreads
     start = threading.Barrier(nthreads)
 
     def work(k):
-        A0, A = mats[k]
         start.wait()
-        for _ in range(repeat):
-            A[...] = A0
-            c = time.thread_time()
-            _core.lapack_potrf(A)
-            times[k].append(time.thread_time() - c)
+        times[k] = spotrf_times(mats[k], repeat, clock=time.thread_time)
     with threadpool_limits(1):
         th = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
         for t in th:
@@ -387,17 +379,7 @@ def floors(out, m, threads=1, repeat=7):
     tgrid = []
     with threadpool_limits(1):
         for nb in grid.tolist():   # Python ints: a numpy int64 divisor would promote to float64
-            M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
-            A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
-            assert A0.dtype == np.float32
-            A = A0.copy(order="F")
-            ts = []
-            for _ in range(repeat):
-                A[...] = A0
-                c = time.process_time()
-                _core.lapack_potrf(A)
-                ts.append(time.process_time() - c)
-            tgrid.append(float(np.median(ts)))
+            tgrid.append(float(np.median(spotrf_times(spd_matrix(nb, rng), repeat))))
     lg, lt = np.log(grid), np.log(np.maximum(tgrid, 1e-9))
     stars = float(np.exp(np.interp(np.log(n), lg, lt)).sum()) if len(grid) > 1 else tgrid[0] * n.size
     stars_shared = stars

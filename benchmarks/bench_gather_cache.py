@@ -36,7 +36,7 @@ import cloudcov as cc
 from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _perstar_field import perstar_field  # noqa: E402
+from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
 from _provenance import load_note, provenance, write_result  # noqa: E402
 
 COLUMNS = ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
@@ -71,8 +71,7 @@ def main(argv=None):
     with threadpool_limits(1):
         first = call(np.arange(n))
         nb = int(np.median(np.asarray(first["kcond"]) + np.asarray(first["kpred"])))
-        M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
-        A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+        A0 = spd_matrix(nb, rng)
         A = A0.copy(order="F")
         for rep in range(args.repeat):
             for pf in ((True, False) if rep % 2 == 0 else (False, True)):
@@ -88,13 +87,7 @@ def main(argv=None):
                             outs.append((idx, out))
                 finally:
                     _core.set_gather_prefetch(prev)
-            acc = 0.0
-            for _ in range(15):
-                A[...] = A0
-                c = time.process_time()
-                _core.lapack_potrf(A)
-                acc += time.process_time() - c
-            res.setdefault("spotrf", []).append(acc / 15)
+            res.setdefault("spotrf", []).append(float(spotrf_times(A0, 15, work=A).mean()))
     # every call's star k equals the first call's star k, bitwise
     for idx, out in outs:
         for c in COLUMNS:

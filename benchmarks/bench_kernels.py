@@ -30,6 +30,7 @@ from cloudcov.tiling import DEFAULT_MAX_MEMORY, plan_strips
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
+from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
 from _provenance import load_note, provenance  # noqa: E402
 
 CCD = (4094, 2046)
@@ -44,13 +45,6 @@ def median_time(fn, repeat, clock=time.process_time):
         fn()
         ts.append(clock() - t)
     return float(np.median(ts))
-
-
-def gaussian_psf(Np, sigma):
-    h = (Np - 1) // 2
-    y, x = np.mgrid[-h:h + 1, -h:h + 1]
-    p = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
-    return p / p.sum()
 
 
 def main(argv=None):
@@ -115,19 +109,11 @@ def main(argv=None):
     # ---- 2. per star ----------------------------------------------------------------------
     side2 = 240 if args.quick else 360
     nstar = 12 if args.quick else 60
-    img = (rng.standard_normal((side2, side2)) * 20).astype(np.float32)
-    bim, st = cc.shift_stack(img, Np, w, w)
+    # the field of profile_perstar.py (_perstar.py), drawn from this run's generator
+    F = perstar_field(Np, w, side2, nstar, rng=rng)
+    img, bim, st, stars, bad, rows, cols, psf, psfs, flux, circ = (
+        F[k] for k in ("img", "bim", "st", "stars", "bad", "rows", "cols", "psf", "psfs", "flux", "circ"))
     h, a = (Np - 1) // 2, (w - 1) // 2
-    rows = rng.integers(h + a, side2 - h - a, nstar).astype(np.int64)
-    cols = rng.integers(h + a, side2 - h - a, nstar).astype(np.int64)
-    psf = gaussian_psf(Np, 2.0)
-    flux = np.full(nstar, 3.0e4)                 # psf > 20/3e4: ~100 hidden pixels
-    psfs = np.repeat(psf[None].astype(np.float32), nstar, axis=0)
-    stars = np.zeros_like(img)
-    for r, c, f in zip(rows, cols, flux):
-        stars[r - h:r + h + 1, c - h:c + h + 1] += (f * psf / 4.0).astype(np.float32)
-    bad = (rng.random(img.shape) < 0.02).astype(np.uint8)
-    circ = cc.circle_mask(Np).astype(np.uint8)
     with threadpool_limits(1):
         call = lambda th: _core.lpi_stars(st, bim, Np, w, w, 0, 0, img, stars, bad, rows, cols,  # noqa: E731
                                           psfs, flux, circ, 20.0, False, True, True, th)
@@ -137,21 +123,14 @@ def main(argv=None):
         # size, timed in the same loop (process CPU time, interleaved with the star batches so
         # that machine load hits both alike).
         nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
-        M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
-        A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+        A0 = spd_matrix(nb, rng)
         A = A0.copy(order="F")
         t_star, t_chol = [], []
         for _ in range(3 if args.quick else 9):
             c = time.process_time()
             call(1)
             t_star.append((time.process_time() - c) / nstar)
-            acc = 0.0
-            for _ in range(15):
-                A[...] = A0
-                c = time.process_time()
-                _core.lapack_potrf(A)
-                acc += time.process_time() - c
-            t_chol.append(acc / 15)
+            t_chol.append(float(spotrf_times(A0, 15, work=A).mean()))
         ts1 = float(np.median(t_star)) * nstar
         chol = float(np.median(t_chol))
         ratios = np.array(t_star) / np.array(t_chol)

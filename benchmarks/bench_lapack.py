@@ -16,37 +16,18 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import cloudcov as cc
-from cloudcov import _core, lapack
+from cloudcov import lapack
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _perstar import spd_matrix, spotrf_times  # noqa: E402
 from _provenance import load_note, provenance, write_result  # noqa: E402
 
 SIZES = (200, 400, 600, 716, 784, 1000)
-
-
-def spd(n, rng):
-    m = rng.standard_normal((n, 2 * n)).astype(np.float32)
-    a = np.asfortranarray(m @ m.T / np.float32(n) + np.eye(n, dtype=np.float32))
-    assert a.dtype == np.float32
-    return a
-
-
-def time_potrf(a0, inner):
-    """Median process-CPU seconds of one spotrf over ``inner`` calls on fresh copies."""
-    a = a0.copy(order="F")
-    ts = []
-    for _ in range(inner):
-        a[...] = a0
-        t = time.process_time()
-        _core.lapack_potrf(a)
-        ts.append(time.process_time() - t)
-    return float(np.median(ts))
 
 
 def main(argv=None):
@@ -75,13 +56,13 @@ def main(argv=None):
     ratios = {}
     with threadpool_limits(1):
         for n in SIZES:
-            a0 = spd(n, rng)
+            a0 = spd_matrix(n, rng)
             inner = max(3, int(2e8 / n ** 3))
             t = {"scipy": [], "mkl": []}
             for _ in range(args.repeat):
                 for name in ("scipy", "mkl"):
                     cc.set_lapack(name)
-                    t[name].append(time_potrf(a0, inner))
+                    t[name].append(float(np.median(spotrf_times(a0, inner))))
             ts, tm = float(np.median(t["scipy"])), float(np.median(t["mkl"]))
             ratios[n] = tm / ts
             say(f"{n:6d} {ts * 1e3:9.3f} {tm * 1e3:9.3f} {tm / ts:12.2f}")

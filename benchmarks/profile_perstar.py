@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 import cloudcov as cc
 from cloudcov import _core
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _perstar_field import perstar_field  # noqa: E402
+from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
 F = perstar_field()
 Np, w, img, bim, st, stars, bad, rows, cols, psfs, flux, circ = (
     F[k] for k in ("Np", "w", "img", "bim", "st", "stars", "bad", "rows", "cols", "psfs", "flux", "circ"))
@@ -39,8 +39,7 @@ with threadpool_limits(1):
     out = call(1)
     nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
     if not noref:   # a well-conditioned SPD matrix of the median bordered size
-        M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
-        A0 = np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32)); A = A0.copy(order="F")
+        A0 = spd_matrix(nb, rng); A = A0.copy(order="F")
     ts, tc, tn, tt, tp = [], [], [], [], []
     if noref:   # the profiled window starts here (CLOCK_MONOTONIC, for perf record -k)
         print(f"TIMED_START {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}", flush=True)
@@ -54,10 +53,7 @@ with threadpool_limits(1):
             _core.set_guard_triangular_estimate(True)
             c = time.process_time(); call(1); tt.append((time.process_time() - c) / nstar)
             _core.set_guard_triangular_estimate(False)
-        acc = 0
-        for _ in range(0 if noref else 15):
-            A[...] = A0; c = time.process_time(); _core.lapack_potrf(A); acc += time.process_time() - c
-        tc.append(acc / 15 if not noref else np.nan)
+        tc.append(np.nan if noref else float(spotrf_times(A0, 15, work=A).mean()))
 if noref:
     print(f"TIMED_END {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}")
     print(f"lapack {cc.lapack_info()['name']}: n={nb} per star {np.median(ts)*1e3:.3f} ms over {reps} x {nstar} stars; "

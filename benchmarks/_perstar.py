@@ -1,0 +1,72 @@
+"""What the per-star benchmarks share: their field and the bare ``spotrf`` floor.
+
+``perstar_field``: 60 PSF stars on a 360 x 360 float32 noise image, Np = 33 (by default), the
+field of ``profile_perstar.py`` (and through it ``profile_breakdown.py``),
+``bench_gather_cache.py`` and ``bench_kernels.py``'s per-star part.
+``spd_matrix`` and ``spotrf_times``: a well-conditioned SPD matrix of a given size and the CPU
+time of factorising it through the LAPACK table cloudcov's kernels call (the floor every
+per-star ratio is taken against; ``bench_ccd.py`` times it at the stars' sizes).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import cloudcov as cc
+from cloudcov import _core
+
+
+def perstar_field(Np=33, w=129, side=360, nstar=60, seed=1, rng=None):
+    """Build the field and its stack, drawing from ``rng`` if given, else from a new
+    generator seeded with ``seed``.
+
+    Returns a dict: ``Np``, ``w`` (boxcar width, both axes), ``img`` (float32 residual image,
+    white noise of sigma 20), ``bim`` and ``st`` (``cc.shift_stack`` of it), ``stars`` (the
+    star model image, float32), ``bad`` (uint8, 2% of pixels), ``rows``/``cols`` (int64 star
+    centres, sorted by row, every stamp and its boxcar window inside the image), ``psfs``
+    (float32, nstar x Np x Np Gaussian of sigma 2 px; ``psf`` the same, float64 Np x Np), ``flux`` (3e4 each) and ``circ`` (the
+    circular stamp mask). ~100 hidden pixels and a bordered matrix of ~780 per star.
+    """
+    if rng is None:
+        rng = np.random.default_rng(seed)
+    img = (rng.standard_normal((side, side)) * 20).astype(np.float32)
+    bim, st = cc.shift_stack(img, Np, w, w)
+    h, a = (Np - 1) // 2, (w - 1) // 2
+    rows = rng.integers(h + a, side - h - a, nstar).astype(np.int64)
+    cols = rng.integers(h + a, side - h - a, nstar).astype(np.int64)
+    y, x = np.mgrid[-h:h + 1, -h:h + 1]
+    psf = np.exp(-(x**2 + y**2) / 8.0)
+    psf /= psf.sum()
+    flux = np.full(nstar, 3.0e4)
+    psfs = np.repeat(psf[None].astype(np.float32), nstar, axis=0)
+    stars = np.zeros_like(img)
+    for r, c, f in zip(rows, cols, flux):
+        stars[r - h:r + h + 1, c - h:c + h + 1] += (f * psf / 4.0).astype(np.float32)
+    bad = (rng.random(img.shape) < 0.02).astype(np.uint8)
+    circ = cc.circle_mask(Np).astype(np.uint8)
+    order = np.argsort(rows, kind="stable")
+    return dict(Np=Np, w=w, img=img, bim=bim, st=st, stars=stars, bad=bad, rows=rows[order],
+                cols=cols[order], psf=psf, psfs=psfs, flux=flux, circ=circ)
+
+
+def spd_matrix(nb, rng):
+    """A well-conditioned nb x nb SPD matrix (M M^T / nb + I, M standard normal nb x 2 nb),
+    float32, Fortran order: the stand-in for a bordered matrix of that size."""
+    M = rng.standard_normal((nb, 2 * nb)).astype(np.float32)
+    return np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
+
+
+def spotrf_times(A0, calls, clock=time.process_time, work=None):
+    """CPU seconds of each of ``calls`` factorisations of ``A0`` by ``_core.lapack_potrf``
+    (the LAPACK table cloudcov's kernels call), each on a fresh copy made outside the timed
+    region (in ``work``, a Fortran-ordered array like ``A0``, if given). ``clock``:
+    ``time.process_time``, or ``time.thread_time`` when other threads run at once."""
+    A = A0.copy(order="F") if work is None else work
+    out = np.empty(calls)
+    for k in range(calls):
+        A[...] = A0
+        c = clock()
+        _core.lapack_potrf(A)
+        out[k] = clock() - c
+    return out
