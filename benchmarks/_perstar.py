@@ -24,9 +24,10 @@ def perstar_field(Np=33, w=129, side=360, nstar=60, seed=1, rng=None):
     Returns a dict: ``Np``, ``w`` (boxcar width, both axes), ``img`` (float32 residual image,
     white noise of sigma 20), ``bim`` and ``st`` (``cc.shift_stack`` of it), ``stars`` (the
     star model image, float32), ``bad`` (uint8, 2% of pixels), ``rows``/``cols`` (int64 star
-    centres, sorted by row, every stamp and its boxcar window inside the image), ``psfs``
-    (float32, nstar x Np x Np Gaussian of sigma 2 px; ``psf`` the same, float64 Np x Np), ``flux`` (3e4 each) and ``circ`` (the
-    circular stamp mask). ~100 hidden pixels and a bordered matrix of ~780 per star.
+    centres, sorted by row, every stamp and its boxcar window inside the image), ``psf``
+    (float64 Np x Np Gaussian of sigma 2 px) and ``psfs`` (it in float32, nstar x Np x Np),
+    ``flux`` (3e4 each: psf > 20 / 3e4 gives ~100 hidden pixels) and ``circ`` (the circular
+    stamp mask). A bordered matrix of ~780 per star.
     """
     if rng is None:
         rng = np.random.default_rng(seed)

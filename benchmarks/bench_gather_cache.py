@@ -97,21 +97,19 @@ def main(argv=None):
     say(f"lapack {cc.lapack_info()['name']}: {n} stars, median bordered size n={nb}; bare spotrf "
         f"{np.median(sp) * 1e3:.3f} ms (median of {args.repeat}); outputs bitwise equal across orders "
         f"and prefetch settings: True")
+    cold, warm = {}, {}
     for pf in (True, False):
-        cold = np.array(res[(pf, "cold")])
-        twice = np.array(res[(pf, "twice")])
-        warm = 2 * twice - cold
-        say(f"gather prefetch {'on ' if pf else 'off'}: per star cold {np.median(cold) * 1e3:.3f} ms "
-            f"({np.median(cold / sp):.3f} x spotrf), warm {np.median(warm) * 1e3:.3f} ms "
-            f"({np.median(warm / sp):.3f} x), cold - warm {np.median(cold - warm) * 1e3:.3f} ms "
-            f"({np.median((cold - warm) / sp):.3f} x spotrf)")
+        cold[pf] = np.array(res[(pf, "cold")])
+        warm[pf] = 2 * np.array(res[(pf, "twice")]) - cold[pf]
+        say(f"gather prefetch {'on ' if pf else 'off'}: per star cold {np.median(cold[pf]) * 1e3:.3f} ms "
+            f"({np.median(cold[pf] / sp):.3f} x spotrf), warm {np.median(warm[pf]) * 1e3:.3f} ms "
+            f"({np.median(warm[pf] / sp):.3f} x), cold - warm {np.median(cold[pf] - warm[pf]) * 1e3:.3f} ms "
+            f"({np.median((cold[pf] - warm[pf]) / sp):.3f} x spotrf)")
         say("  per repeat, cold / warm ms: " + ", ".join(
-            f"{a * 1e3:.2f}/{b * 1e3:.2f}" for a, b in zip(cold, warm)))
-    cold_on = np.array(res[(True, "cold")])
-    cold_off = np.array(res[(False, "cold")])
+            f"{a * 1e3:.2f}/{b * 1e3:.2f}" for a, b in zip(cold[pf], warm[pf])))
     say(f"=> the stack's trips to memory cost a star (prefetch on) "
-        f"{np.median((cold_on - (2 * np.array(res[(True, 'twice')]) - cold_on)) / sp):.3f} x spotrf; "
-        f"the prefetch saves {np.median((cold_off - cold_on) / sp):.3f} x spotrf on cold stars")
+        f"{np.median((cold[True] - warm[True]) / sp):.3f} x spotrf; "
+        f"the prefetch saves {np.median((cold[False] - cold[True]) / sp):.3f} x spotrf on cold stars")
     return write_result(lines, args.out)
 
 
