@@ -107,16 +107,22 @@ def test_stack_sweep_compute_counts_every_value(rng, dtype):
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64") or shutil.which("objdump") is None,
                     reason="checks x86-64 machine code with binutils' objdump")
 def test_gather_prefetch_is_in_the_machine_code():
-    """The per-star gather's L2 prefetch is compiled in. GCC deletes loops of
-    __builtin_prefetch calls, which left the gather without any prefetch (1.6x a bare
-    spotrf per star instead of 1.3x on a Zen 4 EPYC); cloudcov/prefetch.hpp uses asm."""
+    """The per-star gather's L2 prefetch is compiled in, in the portable gather and in the
+    AVX-512 whole-row one. GCC deletes loops of __builtin_prefetch calls, which left the
+    gather without any prefetch (1.6x a bare spotrf per star instead of 1.3x on a Zen 4
+    EPYC); cloudcov/prefetch.hpp and column_fill_avx512.cpp use asm."""
     from cloudcov import _core
     asm = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", _core.__file__],
                          capture_output=True, text=True, check=True).stdout
     blocks = asm.split("\n\n")
-    gather = [b for b in blocks if "condition_attempt<float, cloudcov::StackCov<float> >" in b.split("\n", 1)[0]]
-    assert gather, "condition_attempt<float, StackCov<float>> not found in the extension"
+    names = ("build_bordered<float, cloudcov::StackCov<float> >",
+             "condition_attempt<float, cloudcov::StackCov<float> >")
+    gather = [b for b in blocks if any(n in b.split("\n", 1)[0] for n in names)]
+    assert gather, "build_bordered / condition_attempt<float, StackCov<float>> not found"
     assert any("prefetcht1" in b for b in gather)
+    kernel = [b for b in blocks if "avx512::fill_columns" in b.split("\n", 1)[0]]
+    assert kernel, "the AVX-512 gather (avx512::fill_columns) is not in the extension"
+    assert any("prefetcht1" in b for b in kernel)
 
 
 def test_gather_prefetch_switch_changes_no_result():

@@ -193,6 +193,58 @@ py::tuple build_cov(const py::array& bimage, const py::array& stack, idx Np, idx
     throw std::invalid_argument("bimage: expected float32 or float64");
 }
 
+// The bordered matrix of one stamp as the per-star kernel builds it (tests): good pixels are
+// those with not_good == 0, hidden those with hidden != 0 (flat stamp order, Np * Np each),
+// star counts stars (Np * Np) on the diagonal.
+template <class T>
+py::tuple bordered_matrix_t(const py::array& bimage, const py::array& stack, idx Np, idx wrow,
+                            idx wcol, idx r0, idx c0, const py::array& not_good,
+                            const py::array& hidden, const py::array& stars) {
+    auto sc = stack_cov<T>(bimage, stack, Np, wrow, wcol, r0, c0, false);
+    cloudcov::require(Np >= 1 && Np <= cloudcov::kMaxNp, "Np must be in [1, 1023]");
+    const idx npix = Np * Np;
+    const auto* ng = cptr<std::uint8_t>(not_good, "not_good", 1);
+    const auto* hd = cptr<std::uint8_t>(hidden, "hidden", 1);
+    const double* sp = cptr<double>(stars, "stars", 1);
+    for (const py::array* a : {&not_good, &hidden, &stars})
+        cloudcov::require(a->shape(0) == npix, "not_good, hidden and stars must have Np**2 entries");
+    cloudcov::StarStamp st;
+    st.Np = Np;
+    st.stars = sp;
+    for (idx i = 0; i < npix; ++i) {
+        if (!ng[i]) st.good.push_back(static_cast<int>(i));
+        if (hd[i]) st.hidden.push_back(static_cast<int>(i));
+    }
+    for (idx i = 0; i < npix; ++i)
+        cloudcov::require(!(hd[i] && !ng[i]), "hidden pixels must not be good (not_good == 0)");
+    const idx kc = static_cast<idx>(st.good.size()), n = kc + static_cast<idx>(st.hidden.size());
+    cloudcov::require(kc >= 1 && n > kc, "the stamp needs a good and a hidden pixel");
+    py::array_t<T> lower({n, n});
+    py::array_t<double> colsum(kc);
+    double anorm = 0;
+    {
+        py::gil_scoped_release nogil;
+        sc.prepare();
+        cloudcov::CondScratch<T> s;
+        anorm = cloudcov::detail::build_bordered(sc, st, cloudcov::CondOptions{}, 0.0, true, s);
+        T* out = lower.mutable_data();
+        for (idx r = 0; r < n; ++r)
+            for (idx c = 0; c < n; ++c) out[r * n + c] = r >= c ? s.K[static_cast<size_t>(c * n + r)] : T(0);
+        std::copy(s.colsum.begin(), s.colsum.begin() + kc, colsum.mutable_data());
+    }
+    return py::make_tuple(lower, colsum, anorm);
+}
+
+py::tuple bordered_matrix(const py::array& bimage, const py::array& stack, idx Np, idx wrow,
+                          idx wcol, idx r0, idx c0, const py::array& not_good,
+                          const py::array& hidden, const py::array& stars) {
+    if (is_dtype<float>(bimage))
+        return bordered_matrix_t<float>(bimage, stack, Np, wrow, wcol, r0, c0, not_good, hidden, stars);
+    if (is_dtype<double>(bimage))
+        return bordered_matrix_t<double>(bimage, stack, Np, wrow, wcol, r0, c0, not_good, hidden, stars);
+    throw std::invalid_argument("bimage: expected float32 or float64");
+}
+
 // ---- pixel classes ------------------------------------------------------------------------
 py::tuple pixel_classes(const py::array& kmasked, const py::array& psf, const py::array& circmask,
                         double flux, double thr, double flux_floor) {
@@ -691,6 +743,24 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "
           "the previous setting. Results never depend on it.", "on"_a);
+    m.def("set_column_fill_simd",
+          [](bool on) { return cloudcov::column_fill_simd().exchange(on); },
+          "Tests and benchmarks: whether the per-star gather fills the bordered matrix by whole "
+          "stamp rows with the AVX-512 kernel where the CPU has it (float32, Np <= 64; default "
+          "on) or run by run with the portable loop; returns the previous setting. Results "
+          "never depend on it.", "on"_a);
+    m.def("bordered_matrix", &bordered_matrix,
+          "Tests: the bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] of one stamp (stamp "
+          "pixel (0, 0) at boxcar-output pixel (r0, c0)) as the per-star kernel builds it: "
+          "good pixels (not_good == 0) then hidden ones, each in flat stamp order, star counts "
+          "(stars, float64) on the diagonal; returns (lower triangle (n, n) in the stack's "
+          "dtype, zeros above, C_kk's absolute column sums (kc,), ||C_kk||_1).",
+          "bimage"_a, "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "not_good"_a,
+          "hidden"_a, "stars"_a);
+    m.def("column_fill_simd_active",
+          [](int Np) { return cloudcov::column_fill_available(Np); },
+          "Whether the per-star gather of float32 stamps of side Np runs the AVX-512 "
+          "whole-row kernel now (CPU, CLOUDCOV_SIMD and set_column_fill_simd).", "Np"_a = 33);
     m.def("set_stack_write_read_only",
           [](bool on) { return cloudcov::stack_write_read_only().exchange(on); },
           "Tests and benchmarks: whether process_ccd's and impute's stack sweeps write only the "

@@ -82,6 +82,7 @@ struct CondScratch {
     AlignedVector<W> K, z, pred, q, pdiag, work;
     std::vector<double> colsum;
     std::vector<int> iwork, run_good, run_hidden;
+    std::vector<std::uint64_t> row_good, row_hidden;   // per stamp row: bit c for pixel (row, c)
 };
 struct Workspace {
     CondScratch<float> s;
@@ -197,26 +198,19 @@ double tri_rcond1(const LapackFns<W>& L, const W* fac, int n, int ld, W* work, i
     return 1.0 / (lnorm * inv_norm1_est(L, fac, n, ld, false, work, iwork));
 }
 
+// The bordered matrix of one star into s.K, kc + kp = n >= 1 (see condition_attempt): the
+// lower triangle, column-major (element (r, c), r >= c, at c * n + r; the strict upper
+// triangle is left as it was). reg is added to the diagonal with the star counts. With
+// norm11, s.colsum gets C_kk's absolute column sums and ||C_kk||_1 is returned (else 0).
 template <class W, class Source>
-bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
-                       const LapackFns<W>& L, double reg, bool check_rcond, CondScratch<W>& s,
-                       CondResult& res) {
-    int kc = static_cast<int>(st.good.size());
-    int kp = static_cast<int>(st.hidden.size());
-    if (kc == 0 || kp == 0) return false;
-    int n = kc + kp;
+double build_bordered(const Source& src, const StarStamp& st, const CondOptions& opt, double reg,
+                      bool norm11, CondScratch<W>& s) {
+    const int kc = static_cast<int>(st.good.size());
+    const int kp = static_cast<int>(st.hidden.size());
+    const int n = kc + kp;
     const auto diag_add = [&](int i) { return (opt.diag_on ? st.stars[i] : 0.0) + reg; };
     s.K.resize(static_cast<size_t>(n) * n);
-    s.z.resize(kc);
-    s.pred.resize(kp);
-    s.q.resize(kp);
-    s.pdiag.resize(kp);
-    s.work.resize(3 * static_cast<size_t>(n));
-    s.iwork.resize(n);
     s.colsum.resize(static_cast<size_t>(kc));
-    char Lc = 'L', N = 'N';
-    int info = 0, ione = 1;
-    W wone = 1, wzero = 0;
     W* A = s.K.data();
     // Bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] as a lower triangle, column-major
     // (element (r, c), r >= c, at c * n + r). Its Cholesky factor is [[L11, 0], [W^T, L22]]
@@ -238,14 +232,28 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     runs(st.hidden, s.run_hidden);
     // Absolute column sums of C_kk (its 1-norm, for the C_kk condition estimate), accumulated
     // while each column is in cache.
-    const bool tri11 = check_rcond && guard_triangular_estimate().load(std::memory_order_relaxed);
-    const bool pocon11 = check_rcond && !tri11 && guard_pocon_estimate().load(std::memory_order_relaxed);
-    const bool ice11 = check_rcond && !tri11 && !pocon11;
-    const bool norm11 = pocon11 || ice11;   // the C_kk estimate needs ||C_kk||_1
     double* colsum = s.colsum.data();
     if (norm11) std::fill(colsum, colsum + kc, 0.0);
+    // Where it runs (AVX-512, float32, Np <= 64), the vector kernel of column_fill.hpp fills
+    // the matrix by whole stamp rows, the transposed block and the column sums included, with
+    // bitwise the values of the loops below.
+    bool filled = false;
+    if constexpr (Source::kColumnFill) {
+        if (src.template column_fill_ready<W>()) {
+            s.row_good.assign(static_cast<size_t>(st.Np), 0);
+            s.row_hidden.assign(static_cast<size_t>(st.Np), 0);
+            for (int j : st.good) s.row_good[j / st.Np] |= std::uint64_t{1} << (j % st.Np);
+            for (int j : st.hidden) s.row_hidden[j / st.Np] |= std::uint64_t{1} << (j % st.Np);
+            for (int a = 0; a < n; ++a) {
+                const int i = a < kc ? st.good[a] : st.hidden[a - kc];
+                A[static_cast<size_t>(a) * n + a] = static_cast<W>(src.value(i, i) + diag_add(i));
+            }
+            filled = src.fill_columns(st.good.data(), kc, st.hidden.data(), kp, s.row_good.data(),
+                                      s.row_hidden.data(), A, norm11 ? colsum : nullptr, true);
+        }
+    }
     int hp = 0;   // first hidden position whose pixel follows the current good pixel
-    for (int a = 0; a < n; ++a) {
+    for (int a = 0; a < n && !filled; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         if (a + 2 < n) src.prefetch(a + 2 < kc ? st.good[a + 2] : st.hidden[a + 2 - kc]);
         W* col = A + static_cast<size_t>(a) * n;
@@ -280,7 +288,7 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     }
     // C(good i, hidden j) for j < i: row kc + h of the good columns after pixel j, gathered
     // from pixel j's contiguous stack entries (the same values fill(i, {j}) gives).
-    for (int h = 0, g0 = 0; h < kp; ++h) {
+    for (int h = 0, g0 = 0; h < kp && !filled; ++h) {
         const int j = st.hidden[h];
         while (g0 < kc && st.good[g0] < j) ++g0;
         if (h + 1 < kp) src.prefetch(st.hidden[h + 1]);
@@ -289,7 +297,32 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
                                 A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
                                 s.run_good.data() + g0);
     }
-    const double anorm = norm11 ? *std::max_element(colsum, colsum + kc) : 0.0;
+    return norm11 && kc > 0 ? *std::max_element(colsum, colsum + kc) : 0.0;
+}
+
+template <class W, class Source>
+bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
+                       const LapackFns<W>& L, double reg, bool check_rcond, CondScratch<W>& s,
+                       CondResult& res) {
+    int kc = static_cast<int>(st.good.size());
+    int kp = static_cast<int>(st.hidden.size());
+    if (kc == 0 || kp == 0) return false;
+    int n = kc + kp;
+    s.z.resize(kc);
+    s.pred.resize(kp);
+    s.q.resize(kp);
+    s.pdiag.resize(kp);
+    s.work.resize(3 * static_cast<size_t>(n));
+    s.iwork.resize(n);
+    char Lc = 'L', N = 'N';
+    int info = 0, ione = 1;
+    W wone = 1, wzero = 0;
+    const bool tri11 = check_rcond && guard_triangular_estimate().load(std::memory_order_relaxed);
+    const bool pocon11 = check_rcond && !tri11 && guard_pocon_estimate().load(std::memory_order_relaxed);
+    const bool ice11 = check_rcond && !tri11 && !pocon11;
+    const bool norm11 = pocon11 || ice11;   // the C_kk estimate needs ||C_kk||_1
+    const double anorm = build_bordered(src, st, opt, reg, norm11, s);
+    W* A = s.K.data();
     L.potrf(&Lc, &n, A, &n, &info);
     if (info != 0) return false;
     W* L22 = A + static_cast<size_t>(kc) * n + kc;
@@ -436,6 +469,7 @@ struct MatrixCov {
     }
     double mean(idx i) const { return static_cast<double>(mu[i]); }
     void prefetch(idx) const {}
+    static constexpr bool kColumnFill = false;
 };
 
 }  // namespace cloudcov
