@@ -13,13 +13,10 @@ the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and 
 only as far as its last read column; or every entry computed and written) and compares the
 stack sweep's core-seconds (``core_seconds_stack``); ``--switch stack-tail`` likewise for the
 AVX-512 row loop's scalar last lane (``_core.set_stack_scalar_tail``: Np = 33's 65 shifts as
-8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes); ``--switch
-column-fill`` for the per-star gather by whole stamp rows (``_core.set_column_fill_simd``: the
-AVX-512 kernel of ``cpp/include/cloudcov/column_fill.hpp``, or the portable run-by-run loops)
-and compares the star batches. The order of on and off swaps every repeat.
+8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes). The order of on and
+off swaps every repeat.
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|column-fill]
-[--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -48,8 +45,6 @@ SWITCHES = {
                      "stack", "stack sweep"),
     "stack-tail": (_core.set_stack_scalar_tail, "scalar last lane of the AVX-512 stack rows",
                    "stack", "stack sweep"),
-    "column-fill": (_core.set_column_fill_simd, "AVX-512 gather by whole stamp rows",
-                    "stars", "star batches"),
 }
 
 

@@ -11,12 +11,9 @@ with and without it, alternated, and the ``strsv`` its condition estimates are m
 - Cholesky: the kernels that ``?potrf`` runs (scipy's OpenBLAS: ``sgemm``/``strsm``/``ssyrk``/
   ``spotf2`` and their packing copies; with ``CLOUDCOV_LAPACK=mkl``, MKL's level-3 and
   factorisation routines; the small ``?potrs`` on the hidden block included);
-- gather: ``StackCov::fill`` and ``StackCov::value`` (the covariance lookups in the stack), or
-  where it runs (AVX-512) ``fill_columns``, the whole-row gather, which also does the
-  transposed good-hidden block and C_kk's column sums;
+- gather: ``StackCov::fill`` and ``StackCov::value`` (the covariance lookups in the stack);
 - cloudcov loop: the rest of cloudcov's own code (bordered-matrix assembly loop with the
-  transposed block and the C_kk column sums when the portable gather runs, diag(P), pixel
-  classes, result arrays);
+  transposed block and the C_kk column sums, diag(P), pixel classes, result arrays);
 - estimates and solves: the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
   ``?trsv`` for the C_kk condition estimate, ``?lacn2`` with ``?trsv`` for P's,
   ``?trsv``/``?gemv`` for z and the prediction, ...);
@@ -52,8 +49,7 @@ STAGES = ("Cholesky", "gather", "cloudcov loop", "estimates and solves", "other"
 def stage(sym, dso):
     """Stage of one sample from its symbol and shared object."""
     if "_core" in dso:
-        gather = sym.startswith("cloudcov::StackCov") or "fill_columns" in sym
-        return "gather" if gather else "cloudcov loop"
+        return "gather" if sym.startswith("cloudcov::StackCov") else "cloudcov loop"
     if "openblas" in dso and "openblas64" not in dso and "thread_server" not in sym:   # scipy's, the one _core calls
         return "Cholesky" if CHOLESKY.match(sym) else "estimates and solves"
     if "libmkl" in dso:   # CLOUDCOV_LAPACK=mkl: MKL's internal names (mkl_blas_*, mkl_lapack_*)

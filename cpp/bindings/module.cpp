@@ -743,24 +743,14 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "
           "the previous setting. Results never depend on it.", "on"_a);
-    m.def("set_column_fill_simd",
-          [](bool on) { return cloudcov::column_fill_simd().exchange(on); },
-          "Tests and benchmarks: whether the per-star gather fills the bordered matrix by whole "
-          "stamp rows with the AVX-512 kernel where the CPU has it (float32, Np <= 64; default "
-          "on) or run by run with the portable loop; returns the previous setting. Results "
-          "never depend on it.", "on"_a);
     m.def("bordered_matrix", &bordered_matrix,
           "Tests: the bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] of one stamp (stamp "
-          "pixel (0, 0) at boxcar-output pixel (r0, c0)) as the per-star kernel builds it: "
+          "pixel (0, 0) at boxcar-output pixel (r0, c0)) as the per-star gather builds it: "
           "good pixels (not_good == 0) then hidden ones, each in flat stamp order, star counts "
           "(stars, float64) on the diagonal; returns (lower triangle (n, n) in the stack's "
           "dtype, zeros above, C_kk's absolute column sums (kc,), ||C_kk||_1).",
           "bimage"_a, "stack"_a, "Np"_a, "wrow"_a, "wcol"_a, "r0"_a, "c0"_a, "not_good"_a,
           "hidden"_a, "stars"_a);
-    m.def("column_fill_simd_active",
-          [](int Np) { return cloudcov::column_fill_available(Np); },
-          "Whether the per-star gather of float32 stamps of side Np runs the AVX-512 "
-          "whole-row kernel now (CPU, CLOUDCOV_SIMD and set_column_fill_simd).", "Np"_a = 33);
     m.def("set_stack_write_read_only",
           [](bool on) { return cloudcov::stack_write_read_only().exchange(on); },
           "Tests and benchmarks: whether process_ccd's and impute's stack sweeps write only the "

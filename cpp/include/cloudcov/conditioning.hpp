@@ -82,7 +82,6 @@ struct CondScratch {
     AlignedVector<W> K, z, pred, q, pdiag, work;
     std::vector<double> colsum;
     std::vector<int> iwork, run_good, run_hidden;
-    std::vector<std::uint64_t> row_good, row_hidden;   // per stamp row: bit c for pixel (row, c)
 };
 struct Workspace {
     CondScratch<float> s;
@@ -234,26 +233,8 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     // while each column is in cache.
     double* colsum = s.colsum.data();
     if (norm11) std::fill(colsum, colsum + kc, 0.0);
-    // Where it runs (AVX-512, float32, Np <= 64), the vector kernel of column_fill.hpp fills
-    // the matrix by whole stamp rows, the transposed block and the column sums included, with
-    // bitwise the values of the loops below.
-    bool filled = false;
-    if constexpr (Source::kColumnFill) {
-        if (src.template column_fill_ready<W>()) {
-            s.row_good.assign(static_cast<size_t>(st.Np), 0);
-            s.row_hidden.assign(static_cast<size_t>(st.Np), 0);
-            for (int j : st.good) s.row_good[j / st.Np] |= std::uint64_t{1} << (j % st.Np);
-            for (int j : st.hidden) s.row_hidden[j / st.Np] |= std::uint64_t{1} << (j % st.Np);
-            for (int a = 0; a < n; ++a) {
-                const int i = a < kc ? st.good[a] : st.hidden[a - kc];
-                A[static_cast<size_t>(a) * n + a] = static_cast<W>(src.value(i, i) + diag_add(i));
-            }
-            filled = src.fill_columns(st.good.data(), kc, st.hidden.data(), kp, s.row_good.data(),
-                                      s.row_hidden.data(), A, norm11 ? colsum : nullptr, true);
-        }
-    }
     int hp = 0;   // first hidden position whose pixel follows the current good pixel
-    for (int a = 0; a < n && !filled; ++a) {
+    for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         if (a + 2 < n) src.prefetch(a + 2 < kc ? st.good[a + 2] : st.hidden[a + 2 - kc]);
         W* col = A + static_cast<size_t>(a) * n;
@@ -288,7 +269,7 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     }
     // C(good i, hidden j) for j < i: row kc + h of the good columns after pixel j, gathered
     // from pixel j's contiguous stack entries (the same values fill(i, {j}) gives).
-    for (int h = 0, g0 = 0; h < kp && !filled; ++h) {
+    for (int h = 0, g0 = 0; h < kp; ++h) {
         const int j = st.hidden[h];
         while (g0 < kc && st.good[g0] < j) ++g0;
         if (h + 1 < kp) src.prefetch(st.hidden[h + 1]);
@@ -469,7 +450,6 @@ struct MatrixCov {
     }
     double mean(idx i) const { return static_cast<double>(mu[i]); }
     void prefetch(idx) const {}
-    static constexpr bool kColumnFill = false;
 };
 
 }  // namespace cloudcov

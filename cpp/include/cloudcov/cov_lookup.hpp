@@ -3,12 +3,9 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "cloudcov/column_fill.hpp"
 #include "cloudcov/prefetch.hpp"
 #include "cloudcov/shift_stack.hpp"
 #include "cloudcov/views.hpp"
@@ -113,52 +110,6 @@ struct StackCov {
             for (int t = 0; t < m; ++t)
                 o[t] = static_cast<W>(a * static_cast<double>(src[t]) - ci * bj[t]);
             b = e;
-        }
-    }
-
-    // Whether fill_columns runs for a W matrix of this stamp (a float stack and matrix, the
-    // default arithmetic, Np <= 64, a CPU with the vector kernel, column_fill_simd() on).
-    static constexpr bool kColumnFill = true;
-    template <class W>
-    bool column_fill_ready() const {
-        if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>)
-            return !julia_compat && column_fill_available(static_cast<int>(Np));
-        else
-            return false;
-    }
-
-    // The bordered matrix below its diagonal, for good pixels good[0 .. kc) and hidden pixels
-    // hidden[0 .. kp) (ascending; row masks good_rows / hidden_rows, bit c of entry r for
-    // pixel (r, c)), into A (column-major, leading dimension kc + kp): the values fill() and
-    // fill_transposed() give, bitwise (see column_fill.hpp); with colsum (kc values, the
-    // diagonal of A already written) C_kk's absolute column sums are added to it. False,
-    // touching nothing, unless column_fill_ready<W>().
-    template <class W>
-    bool fill_columns(const int* good, int kc, const int* hidden, int kp, const std::uint64_t* good_rows,
-                      const std::uint64_t* hidden_rows, W* A, double* colsum, bool prefetch) const {
-        if constexpr (std::is_same_v<T, float> && std::is_same_v<W, float>) {
-            if (julia_compat) return false;
-            ColumnFill f;
-            f.base = base.data();
-            f.gs = stack.group_stride();
-            f.bd = bd.data();
-            f.a = a_;
-            f.c = c_;
-            f.Np = static_cast<int>(Np);
-            f.good = good;
-            f.hidden = hidden;
-            f.kc = kc;
-            f.kp = kp;
-            f.good_rows = good_rows;
-            f.hidden_rows = hidden_rows;
-            f.A = A;
-            f.colsum = colsum;
-            f.prefetch = prefetch && gather_prefetch().load(std::memory_order_relaxed);
-            return fill_columns_simd(f);
-        } else {
-            (void)good, (void)kc, (void)hidden, (void)kp, (void)good_rows, (void)hidden_rows, (void)A,
-                (void)colsum, (void)prefetch;
-            return false;
         }
     }
 
