@@ -193,7 +193,17 @@ py::tuple build_cov(const py::array& bimage, const py::array& stack, idx Np, idx
     throw std::invalid_argument("bimage: expected float32 or float64");
 }
 
-// The bordered matrix of one stamp as the per-star kernel builds it (tests): good pixels are
+// st.good / st.hidden (flat indices, ascending) from per-pixel flags of n pixels: good where
+// not_good == 0, hidden where hidden != 0.
+static void set_pixel_lists(cloudcov::StarStamp& st, const std::uint8_t* not_good, const std::uint8_t* hidden,
+                     idx n) {
+    for (idx i = 0; i < n; ++i) {
+        if (!not_good[i]) st.good.push_back(static_cast<int>(i));
+        if (hidden[i]) st.hidden.push_back(static_cast<int>(i));
+    }
+}
+
+// The bordered matrix of one stamp as the per-star gather builds it (tests): good pixels are
 // those with not_good == 0, hidden those with hidden != 0 (flat stamp order, Np * Np each),
 // star counts stars (Np * Np) on the diagonal.
 template <class T>
@@ -211,10 +221,7 @@ py::tuple bordered_matrix_t(const py::array& bimage, const py::array& stack, idx
     cloudcov::StarStamp st;
     st.Np = Np;
     st.stars = sp;
-    for (idx i = 0; i < npix; ++i) {
-        if (!ng[i]) st.good.push_back(static_cast<int>(i));
-        if (hd[i]) st.hidden.push_back(static_cast<int>(i));
-    }
+    set_pixel_lists(st, ng, hd, npix);
     for (idx i = 0; i < npix; ++i)
         cloudcov::require(!(hd[i] && !ng[i]), "hidden pixels must not be good (not_good == 0)");
     const idx kc = static_cast<idx>(st.good.size()), n = kc + static_cast<idx>(st.hidden.size());
@@ -286,10 +293,7 @@ py::dict cond_cov_est_t(const py::array& cov, const py::array& mu, const py::arr
     st.data = dp;
     st.stars = sp;
     st.psf = pp;
-    for (idx i = 0; i < n; ++i) {
-        if (!ng[i]) st.good.push_back(static_cast<int>(i));
-        if (hd[i]) st.hidden.push_back(static_cast<int>(i));
-    }
+    set_pixel_lists(st, ng, hd, n);
     cloudcov::MatrixCov<T> src{cp, mp, n};
     cloudcov::CondOptions opt;
     opt.diag_on = diag_on;
