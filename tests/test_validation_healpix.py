@@ -70,5 +70,6 @@ def test_rerun_resumes(quick_run):
     out, data, _ = quick_run
     again, log = _run(out)
     assert "already done" in log
-    for key in ("n_pixels", "median_iqr_conventional", "median_iqr_lpi", "worst_iqr_lpi", "pooled"):
+    for key in ("n_pixels", "median_iqr_conventional", "median_iqr_lpi", "worst_iqr_lpi", "pooled",
+                "footprint"):
         assert again[key] == data[key], key

@@ -327,8 +327,10 @@ def prepare_exposure(exp, work, seed, quick):
     from cloudcov.maps import positions_from_wcs
 
     paths = exposure_paths(work, exp["date"])
-    if paths["truth"].exists():
-        return dict(date=exp["date"], skipped=True)
+    if paths["truth"].exists():   # done before: count its CCDs and stars from the truth file
+        done = Table.read(paths["truth"], format="ascii.ecsv")
+        return dict(date=exp["date"], skipped=True, nccd=len(np.unique(done["ccd"])),
+                    nstars=len(done))
     t0 = time.perf_counter()
     inj = _inj()
     mee = _load("mee", REPO / "validation" / "make_embedded_example.py")
