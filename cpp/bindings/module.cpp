@@ -423,32 +423,6 @@ py::dict lpi_stars(const py::array& stack, const py::array& bimage, idx Np, idx 
     throw std::invalid_argument("stack: expected float32 or float64");
 }
 
-// EXPERIMENT: lpi_stars (float32) with the gather reading a pixel-major copy of the stack
-// (stack_pm: (rows, cols, Np, pm_slot) float32, C order).
-py::dict lpi_stars_pm(const py::array& stack_pm, idx pm_slot, const py::array& stack, const py::array& bimage,
-                      idx Np, idx wrow, idx wcol, const py::array& resid, const py::array& stars,
-                      const py::array& bad, const py::array& rows, const py::array& cols,
-                      const py::array& psf, const py::array& flux, const py::array& circmask,
-                      double thr, bool guard, int nthreads) {
-    cloudcov::StarBatch<float> b;
-    auto sv = stack_view<float>(stack, "stack", Np);
-    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
-    b.bimage = cimage<float>(bimage, "bimage");
-    fill_batch<float>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
-                      false, true, guard);
-    cloudcov::require(pm_slot >= 2 * Np - 1 && stack_pm.size() == sv.rows * sv.cols * Np * pm_slot,
-                      "stack_pm has the wrong size");
-    b.stack_pm = cptr<float>(stack_pm, "stack_pm", 4);
-    b.pm_slot = pm_slot;
-    OutArrays o(b.n);
-    auto ov = o.view();
-    {
-        py::gil_scoped_release nogil;
-        cloudcov::lpi_stars<float>(b, ov, nthreads);
-    }
-    return o.dict();
-}
-
 // ---- one strip of a CCD in a single sweep --------------------------------------------------
 template <class T>
 py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
@@ -819,7 +793,6 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("cond_cov_est", &cond_cov_est, "Condition one star on an explicit covariance.", "cov"_a,
           "mu"_a, "not_good"_a, "hidden"_a, "data"_a, "stars"_a, "psf"_a, "diag_on"_a = true,
           "guard"_a = true, "keep_prediction"_a = false);
-    m.def("lpi_stars_pm", &lpi_stars_pm);
     m.def("lpi_stars", &lpi_stars, "Per-star LPI for a batch of stars of one tile.", "stack"_a,
           "bimage"_a, "Np"_a, "wrow"_a, "wcol"_a, "tile_r0"_a, "tile_c0"_a, "resid"_a, "stars"_a,
           "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,

@@ -31,7 +31,6 @@ struct StarThread {
     std::vector<std::uint8_t> kmasked, not_good, hidden;
     StarStamp st;
     StackCov<T> sc;
-    StackCovPM<T> pm;
     explicit StarThread(idx npix)
         : data(npix), stars(npix), psf(npix), kmasked(npix), not_good(npix), hidden(npix) {
         st.good.reserve(npix);
@@ -103,7 +102,7 @@ void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, Sta
         if (!t.not_good[i]) st.good.push_back(static_cast<int>(i));
         if (t.hidden[i]) st.hidden.push_back(static_cast<int>(i));
     }
-    StackCov<T>& sc = b.stack_pm ? static_cast<StackCov<T>&>(t.pm) : t.sc;
+    StackCov<T>& sc = t.sc;
     sc.stack = b.stack;
     sc.bimage = b.bimage;
     sc.Np = Np;
@@ -111,18 +110,10 @@ void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, Sta
     sc.c0 = C - h - b.tile_c0 - dcol;
     sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
     sc.julia_compat = b.julia_compat;
+    sc.prepare();
     CondOptions opt = b.opt;
     opt.keep_prediction = b.xbar_out != nullptr;
-    CondResult r;
-    if (b.stack_pm) {
-        t.pm.pm = b.stack_pm;
-        t.pm.pm_slot = b.pm_slot;
-        t.pm.prepare_pm();
-        r = condition_star<T>(t.pm, st, opt, lp, t.ws);
-    } else {
-        sc.prepare();
-        r = condition_star<T>(sc, st, opt, lp, t.ws);
-    }
+    CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
     if (b.xbar_out && !(r.dnt & DNT_UNSTABLE) && r.xbar.size() == st.hidden.size()) {
         std::copy(r.xbar.begin(), r.xbar.end(), b.xbar_out + b.xbar_offset[k]);
         std::copy(r.pcov.begin(), r.pcov.end(), b.pcov_out + b.pcov_offset[k]);

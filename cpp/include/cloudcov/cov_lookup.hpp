@@ -161,37 +161,6 @@ struct StackCov {
     }
 };
 
-// EXPERIMENT: the same lookups from a pixel-major copy of the stack (see StarBatch::stack_pm).
-template <class T>
-struct StackCovPM : StackCov<T> {
-    const T* pm = nullptr;
-    idx pm_slot = 0;
-    void prepare_pm() {
-        StackCov<T>::prepare();
-        const idx Np = this->Np, n = Np * Np;
-        for (idx r = 0; r < Np; ++r)
-            for (idx c = 0; c < Np; ++c) {
-                const idx i = r * Np + c;
-                this->key[i] = r * pm_slot + c;
-                const T* blk = pm + ((this->r0 + r) * this->stack.cols + (this->c0 + c)) * Np * pm_slot;
-                this->base[i] = blk + (Np - 1) - this->key[i];
-            }
-        (void)n;
-    }
-    void prefetch(idx i) const {
-        if (!gather_prefetch().load(std::memory_order_relaxed)) return;
-        const idx Np = this->Np, ri = i / Np, ci = i % Np;
-        const char* p0 = reinterpret_cast<const char*>(this->base[i] + this->key[i] - ci);
-        const idx gs = pm_slot * static_cast<idx>(sizeof(T));
-        const idx len = Np * static_cast<idx>(sizeof(T));
-        for (idx d = 0; d < Np - ri; ++d) {
-            const char* p = p0 + d * gs;
-            for (idx off = 0; off < len; off += 64) prefetch_l2(p + off);
-            prefetch_l2(p + len - 1);
-        }
-    }
-};
-
 // Fill the full Np^2 x Np^2 covariance (row-major) and the Np^2 mean vector.
 template <class T>
 void build_cov(const StackCov<T>& sc, T* cov, T* mu);

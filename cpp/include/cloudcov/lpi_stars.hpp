@@ -43,10 +43,6 @@ struct StarBatch {
     double* pcov_out = nullptr;
     const std::int64_t* xbar_offset = nullptr;
     const std::int64_t* pcov_offset = nullptr;
-    // EXPERIMENT (pixel-major stack): when set, the gather reads this copy of the stack,
-    // pixel (r, c)'s shifts at stack_pm + (r * cols + c) * Np * pm_slot + drow * pm_slot + dcol + Np - 1.
-    const T* stack_pm = nullptr;
-    idx pm_slot = 0;
 };
 
 struct StarOutputs {
