@@ -45,6 +45,21 @@ def load_note():
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
+class Report:
+    """A benchmark's printed lines: ``say(text)`` prints a line (flushed) and keeps it;
+    ``say.write(out)`` writes them all with :func:`write_result`."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, s=""):
+        print(s, flush=True)
+        self.lines.append(s)
+
+    def write(self, out):
+        return write_result(self.lines, out)
+
+
 def write_result(lines, out):
     """Write a benchmark's printed lines to ``out`` (parents created) atomically (a temporary
     file renamed over it, so a crash leaves the old result) and say where. An existing target

@@ -35,7 +35,7 @@ from cloudcov import _core
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
 from _perstar import spd_matrix, spotrf_times  # noqa: E402
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -146,11 +146,7 @@ def main(argv=None):
                          "gives every run, the medians, and the run of median CPU in detail")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_ccd.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     t0 = time.perf_counter()
     if args.field == "decam":
@@ -269,7 +265,7 @@ def main(argv=None):
             f"{fl['stars_shared'] + shared + rest:.1f} core-s")
     say(f"RESULT {json.dumps(dict(rows=int(image.shape[0]), cols=int(image.shape[1]), nstar=nst, core_s=core_s, stack=m['core_seconds_stack'], stars=m['core_seconds_stars'], rss_gib=rss, nstrips=m['nstrips'], floor_stars=round(fl['stars'], 3), floor_stars_shared=round(fl['stars_shared'], 3), floor_stack=round(fl['stack'], 3), floor_stack_arithmetic=round(arith['seconds'], 3), floor_stack_shared=round(fl['stack_shared'], 3)))}")
     if args.no_reference:
-        return write_result(lines, args.out)
+        return say.write(args.out)
 
     # numpy reference on a subset, scaled to the same CCD
     with threadpool_limits(1):   # core-seconds, single-threaded BLAS like cloudcov's
@@ -302,7 +298,7 @@ def main(argv=None):
         f"the same strips, "
         f"{nref} stars of the median flux {fmed:.0f} ADU; process CPU time): {np_stack:.0f} s stack + {np_star * 1e3:.1f} ms/star -> {np_total:.0f} core-s "
         f"per CCD; cloudcov end-to-end speed ratio x{np_total / core_s:.1f} (target >= 20)")
-    return write_result(lines, args.out)
+    return say.write(args.out)
 
 
 def write_bandwidth(nthreads, nbytes=2**30, repeat=3):

@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 SWEEP = [((1024, 2046), 50), ((2048, 2046), 2500), ((4094, 2046), 50)]
 # plus the full CCD with 10,000 stars of benchmarks/results/bench_ccd.txt (its RESULT line)
@@ -36,11 +36,7 @@ def main(argv=None):
                     help="bench_ccd.py output of the full 10,000-star CCD")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_cost_model.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; cost-model sweep; {load_note()} (run nice'd; 2 threads, core-s = process CPU)")
     rows = []
@@ -81,7 +77,7 @@ def main(argv=None):
             f"plus prep/output as measured) -> {per_ccd * DECAPS2_CCDS / 3600:.0f} + "
             f"{per_star * DECAPS2_DETECTIONS / 3600:.0f} = {fl / 3600:.0f} core-h; the 10k core-h goal "
             f"is {'below' if fl / 3600 > 1e4 else 'above'} this floor")
-    pathlib.Path(args.out).write_text("\n".join(lines) + "\n")
+    say.write(args.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 COLUMNS = ("dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
 
@@ -47,11 +47,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=25)
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_gather_cache.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; stars with their stack lines in cache or not, {args.repeat} alternations, "
         f"one thread; {load_note()}")
@@ -110,7 +106,7 @@ def main(argv=None):
     say(f"=> the stack's trips to memory cost a star (prefetch on) "
         f"{np.median((cold[True] - warm[True]) / sp):.3f} x spotrf; "
         f"the prefetch saves {np.median((cold[False] - cold[True]) / sp):.3f} x spotrf on cold stars")
-    return write_result(lines, args.out)
+    return say.write(args.out)
 
 
 if __name__ == "__main__":

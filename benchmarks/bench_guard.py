@@ -42,7 +42,7 @@ import cloudcov as cc
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 
 def fields():
@@ -117,11 +117,7 @@ def main(argv=None):
     from cloudcov import _core
     _core.set_guard_pocon_estimate(args_.ckk_estimate == "pocon")
     _core.set_guard_triangular_estimate(args_.ckk_estimate == "triangular")
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; guard benchmark, C_kk condition estimate: {args_.ckk_estimate}; {load_note()}")
     for name, args, kw in fields():
@@ -145,7 +141,7 @@ def main(argv=None):
                 f"incremental {np.min(q[:, 1] / q[:, 0]):.2f}-{np.max(q[:, 1] / q[:, 0]):.2f} "
                 f"({int(np.sum(q[:, 1] > lim))} above), ?pocon {np.min(q[:, 2] / q[:, 0]):.2f}-"
                 f"{np.max(q[:, 2] / q[:, 0]):.2f} ({int(np.sum(q[:, 2] > lim))} above)")
-    write_result(lines, args_.out)
+    say.write(args_.out)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ print(json.dumps(dict(walls=walls, cpus=cpus, n_bad=int(mask.sum()), shape=list(
                       rss=rss(), rss_base=base)))
 """
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _provenance import write_result  # noqa: E402
+
 
 def provenance():
     from cloudcov import _core
@@ -123,10 +126,8 @@ def main():
         lines.append(f"  {m}: 1 thread {res[(m, 1)]:.2f} s wall / {cpu_res[(m, 1)]:.2f} CPU-s, "
                      f"2 threads {res[(m, 2)]:.2f} s wall / {cpu_res[(m, 2)]:.2f} CPU-s "
                      f"(wall speed-up {res[(m, 1)] / res[(m, 2)]:.2f})")
-    text = "\n".join(lines) + "\n"
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.out).write_text(text)
-    print(text)
+    print("\n".join(lines))
+    write_result(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from cloudcov.tiling import DEFAULT_MAX_MEMORY, plan_strips
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy_reference as ref  # noqa: E402
 from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
-from _provenance import load_note, provenance  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 CCD = (4094, 2046)
 
@@ -55,11 +55,7 @@ def main(argv=None):
     Np, w = 33, 129
     nshift = _core.n_slots(Np)
     rng = np.random.default_rng(1)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; kernels benchmark; simd={_core.simd_level()}; "
         f"{platform.processor() or platform.machine()}; python {platform.python_version()}; "
@@ -174,9 +170,7 @@ def main(argv=None):
     say(f"3. peak RSS of this process: {rss:.2f} GiB")
     path = pathlib.Path(args.out)
     if not args.quick:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
-        print(f"written to {path}")
+        say.write(path)
     return 0
 
 

@@ -25,7 +25,7 @@ from cloudcov import lapack
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _perstar import spd_matrix, spotrf_times  # noqa: E402
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 SIZES = (200, 400, 600, 716, 784, 1000)
 
@@ -35,11 +35,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=7, help="alternations of the two libraries")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_lapack.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; LAPACK benchmark (spotrf through the kernels' table, one thread); "
         f"{load_note()}")
@@ -48,7 +44,7 @@ def main(argv=None):
         mkl = cc.set_lapack("mkl")
     except RuntimeError as exc:
         say(f"MKL not usable here: {exc}")
-        return write_result(lines, args.out)
+        return say.write(args.out)
     cc.set_lapack("scipy")
     say(f"cpu vendor {lapack._cpu_vendor()}; MKL {mkl['version']} ({mkl['library']})")
     rng = np.random.default_rng(0)
@@ -72,7 +68,7 @@ def main(argv=None):
     faster = "mkl" if np.median(list(ratios.values())) < 1 else "scipy"
     say(f"=> median mkl / scipy over the sizes {np.median(list(ratios.values())):.2f}: {faster} is "
         f"faster on this CPU; set_lapack('auto') picks {auto}")
-    return write_result(lines, args.out)
+    return say.write(args.out)
 
 
 

@@ -32,7 +32,7 @@ import cloudcov as cc
 from cloudcov import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 from bench_ccd import make_ccd, make_flat  # noqa: E402
 
 COLUMNS = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
@@ -70,11 +70,7 @@ def main(argv=None):
     ap.add_argument("--no-decam", action="store_true", help="only the flat field")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_prefetch.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     _, what, key, label = SWITCHES[args.switch]
     say(f"{provenance()}; {what} on/off, {args.threads} threads, {args.repeat} alternations; "
@@ -101,7 +97,7 @@ def main(argv=None):
             f"{a[key]:.2f}/{b[key]:.2f}" for a, b in zip(res[False], res[True])))
         if not same:
             raise SystemExit(f"outputs differ with and without the {what}")
-    return write_result(lines, args.out)
+    return say.write(args.out)
 
 
 if __name__ == "__main__":

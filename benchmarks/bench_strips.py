@@ -27,7 +27,7 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _provenance import load_note, provenance, write_result  # noqa: E402
+from _provenance import Report, load_note, provenance  # noqa: E402
 
 import cloudcov.tiling  # noqa: E402
 from cloudcov.tiling import plan_strips  # noqa: E402
@@ -41,11 +41,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(HERE / "results" / "bench_strips.txt"))
     args = ap.parse_args(argv)
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     say(f"{provenance()}; strip-width benchmark (4094 x 2046, 50 stars); {load_note()} (run nice'd)")
     for rep, mib in [(r, m) for r in range(2) for m in BUDGETS_MIB]:
@@ -94,7 +90,7 @@ def main(argv=None):
             say(f"pass {rep + 1}: ring Np + {extra:3d} rows ({mib} MiB): {rounds} rounds, stack "
                 f"{res['stack']:.1f} core-s in situ, star batches {res['stars']:.1f} core-s, whole CCD "
                 f"{res['core_s']:.1f} core-s, peak RSS {res['rss_gib']:.2f} GiB")
-    write_result(lines, args.out)
+    say.write(args.out)
 
 
 if __name__ == "__main__":

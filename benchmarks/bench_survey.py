@@ -26,7 +26,6 @@ import pathlib
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,23 +35,13 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(HERE))
+from _provenance import Report, provenance  # noqa: E402
+
 REAL = REPO.parent / "shared" / "data" / "real"
 FAST = dict(Np=9, widx=21)
 DECAPS2_CCDS, DECAPS2_STARS, JULIA_CORE_H = 1.32e6, 34e9, 203e3
 CCDS_PER_EXPOSURE = 60
-
-
-def provenance():
-    import cloudcov
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", ""
-    return f"cloudcov {cloudcov.__version__}, commit {commit}{' (modified)' if dirty else ''}"
 
 
 def decam_ccd_costs():
@@ -81,11 +70,7 @@ def main():
     from cloudcov.campaign import run_survey
     from cloudcov.survey import run_exposure
 
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    say = Report()
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_survey_"))
     try:
@@ -196,7 +181,7 @@ def main():
             f"jobs: ratios from one run, medians of {args.repeats} repeat(s))")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    pathlib.Path(args.out).write_text("\n".join(lines) + "\n")
+    say.write(args.out)
 
 
 if __name__ == "__main__":

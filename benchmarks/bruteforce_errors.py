@@ -22,6 +22,9 @@ from conftest import correlated_field  # noqa: E402
 from test_covariance import brute_boxcar, brute_stack, sample_covariance  # noqa: E402
 from test_perstar import direct, gaussian_psf  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from _provenance import Report  # noqa: E402
+
 
 def rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -30,8 +33,7 @@ def rel(a, b):
 
 def main():
     rng = np.random.default_rng(2022)
-    lines = []
-    say = lambda s: (print(s), lines.append(s))  # noqa: E731
+    say = Report()
     say(f"cloudcov {cc.__version__}: max |cloudcov - numpy| / max |numpy| over random inputs")
     say(f"provenance: {json.dumps(provenance(), sort_keys=True)}")
     x = correlated_field(rng, (40, 44), scale=2.5, amp=2.0, noise=0.5)
@@ -70,8 +72,7 @@ def main():
         say(f"cond_cov_est vs numpy eqs. 4, 5, 9, 10 ({name}, 10 stars, Np=15): " +
             ", ".join(f"{k} {max(v):.1e}" for k, v in d.items()))
     path = HERE / "results" / "bruteforce_errors.txt"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"written to {path}")
+    say.write(path)
 
 
 if __name__ == "__main__":
