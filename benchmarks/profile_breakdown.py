@@ -11,10 +11,14 @@ with and without it, alternated, and the ``strsv`` its condition estimates are m
 - Cholesky: the kernels that ``?potrf`` runs (scipy's OpenBLAS: ``sgemm``/``strsm``/``ssyrk``/
   ``spotf2`` and their packing copies; with ``CLOUDCOV_LAPACK=mkl``, MKL's level-3 and
   factorisation routines; the small ``?potrs`` on the hidden block included);
-- gather: ``StackCov::fill`` and ``StackCov::value`` (the covariance lookups in the stack);
-- cloudcov loop: the rest of cloudcov's own code (bordered-matrix assembly loop with the
-  transposed block and the C_kk column sums, diag(P), pixel classes, result arrays);
-- estimates and solves: the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
+- gather: the bordered matrix's assembly, ``detail::build_bordered`` (since bb9dc82; the
+  compiler inlines ``StackCov::fill`` into it): the covariance lookups in the stack, their
+  prefetch, the matrix writes, the run tables and C_kk's column sums; and any ``StackCov``
+  symbol left out of line;
+- cloudcov loop: the rest of cloudcov's own code (stamps, pixel classes, diag(P), the solve
+  set-up, result arrays);
+- estimates and solves: cloudcov's condition-estimate loops around LAPACK (``inv_norm2_est``,
+  ``inv_norm1_est``, ``tri_rcond1``) and the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
   ``?trsv`` for the C_kk condition estimate, ``?lacn2`` with ``?trsv`` for P's,
   ``?trsv``/``?gemv`` for z and the prediction, ...);
 - other: Python, the kernel, libc (mostly the set-up of the field and its stack, not per star).
@@ -49,7 +53,11 @@ STAGES = ("Cholesky", "gather", "cloudcov loop", "estimates and solves", "other"
 def stage(sym, dso):
     """Stage of one sample from its symbol and shared object."""
     if "_core" in dso:
-        return "gather" if sym.startswith("cloudcov::StackCov") else "cloudcov loop"
+        if sym.startswith(("cloudcov::StackCov", "cloudcov::detail::build_bordered")):
+            return "gather"
+        if sym.startswith(("cloudcov::detail::inv_norm", "cloudcov::detail::tri_rcond")):
+            return "estimates and solves"
+        return "cloudcov loop"
     if "openblas" in dso and "openblas64" not in dso and "thread_server" not in sym:   # scipy's, the one _core calls
         return "Cholesky" if CHOLESKY.match(sym) else "estimates and solves"
     if "libmkl" in dso:   # CLOUDCOV_LAPACK=mkl: MKL's internal names (mkl_blas_*, mkl_lapack_*)
