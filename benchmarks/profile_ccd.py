@@ -11,8 +11,8 @@ default, under ``perf record -e cpu-clock``, and sorts the samples of the call b
 - Cholesky, gather, estimates and solves: as in profile_breakdown.py (the per-star
   factorisation, the covariance lookups in the ring, LAPACK's condition estimates and the
   other BLAS calls);
-- cloudcov loop: the rest of cloudcov's own code (bordered-matrix assembly, pixel classes,
-  stamps; ``[unknown]`` samples inside ``_core``, its functions without an exported symbol,
+- cloudcov loop: the rest of cloudcov's own code (pixel classes, stamps, the solve set-up;
+  ``[unknown]`` samples inside ``_core``, its functions without an exported symbol,
   are counted here);
 - preparation: the kernels that run before the sweeps (``prelim_infill``, the boxcar sums of
   the masks and of each strip);
