@@ -1,0 +1,66 @@
+"""The benchmarks' shared helpers: result files and the profiles' stages (benchmarks/)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import sys
+import threading
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from _provenance import Report  # noqa: E402
+from profile_breakdown import stage  # noqa: E402
+
+
+def test_report_prints_keeps_and_writes_atomically(tmp_path, capsys):
+    say = Report()
+    say("first line")
+    say()
+    say("third")
+    assert capsys.readouterr().out.splitlines() == ["first line", "", "third"]
+    out = tmp_path / "sub" / "result.txt"
+    out.parent.mkdir()
+    out.write_text("old result\n")
+    assert say.write(out) == 0
+    assert out.read_text() == "first line\n\nthird\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["result.txt"]   # no temporary left
+
+
+def test_report_writes_into_a_fifo_without_replacing_it(tmp_path):
+    """A destination that is not a regular file (/dev/null, a FIFO) is written, never renamed over."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    say = Report()
+    say("to the pipe")
+    say.write(fifo)
+    reader.join(timeout=10)
+    assert got == ["to the pipe\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("sym, dso, want", [
+    ("cloudcov::detail::build_bordered<float, cloudcov::StackCov<float> >",
+     "_core.cpython-311-x86_64-linux-gnu.so", "gather"),
+    ("cloudcov::StackCov<float>::fill<float>", "_core.cpython-311-x86_64-linux-gnu.so", "gather"),
+    ("cloudcov::detail::inv_norm2_est<float>", "_core.cpython-311-x86_64-linux-gnu.so",
+     "estimates and solves"),
+    ("cloudcov::detail::tri_rcond1<float>", "_core.cpython-311-x86_64-linux-gnu.so",
+     "estimates and solves"),
+    ("cloudcov::(anonymous namespace)::one_star<float>", "_core.cpython-311-x86_64-linux-gnu.so",
+     "cloudcov loop"),
+    ("sgemm_kernel_SKYLAKEX", "libscipy_openblas-6cdc3b4a.so", "Cholesky"),
+    ("sdot_k_SKYLAKEX", "libscipy_openblas-6cdc3b4a.so", "estimates and solves"),
+    ("_PyEval_EvalFrameDefault", "libpython3.11.so.1.0", "other"),
+])
+def test_profile_stage_of_each_symbol(sym, dso, want):
+    """profile_breakdown.py (and profile_ccd.py) count the bordered matrix's assembly as the
+    gather: since it became detail::build_bordered, with StackCov::fill inlined into it, the
+    profiles had reported the gather as 0.0%."""
+    assert stage(sym, dso) == want
