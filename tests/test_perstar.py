@@ -207,6 +207,23 @@ def test_guard_estimate_equals_brute_force_incremental_estimate(n, cond):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", [0.0, 1e-9, 1e-5])
+def test_guard_estimate_survives_vanishing_rescale_factors(dtype, eps):
+    """Factors whose every ICE step rescales u by a tiny factor (eps > 0: the scale kept
+    apart from u falls below float range within a few steps and is renormalised) or by zero
+    (eps = 0, a diagonal factor: u restarts at the new column): rho still equals the brute
+    force, and the estimate the (nearly) diagonal factor allows, 1 / min(diag)^2."""
+    from cloudcov import _core
+    rng = np.random.default_rng(5)
+    n = 120
+    d = np.logspace(-2, 0, n)   # smallest first: each column ICE appends is the new smallest
+    lf = np.diag(d) + eps * np.tril(rng.standard_normal((n, n)), -1)
+    rho, _ = _core.guard_estimates(np.asfortranarray(lf, dtype=dtype))
+    assert rho == pytest.approx(_ice_rayleigh(lf), rel=1e-9 if dtype == np.float64 else 1e-4)
+    assert rho == pytest.approx(1 / d[0] ** 2, rel=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_guard_estimate_bounds_the_inverse_norm_from_below_and_closely(dtype):
     """rho is a Rayleigh quotient of A^-1, so rho <= ||A^-1||_2 = 1 / lambda_min; on matrices
     of random eigenvectors and spectra spread over 1e1-1e5 it is within a factor 2 of it."""

@@ -237,7 +237,7 @@ py::tuple bordered_matrix_t(const py::array& bimage, const py::array& stack, idx
         T* out = lower.mutable_data();
         for (idx r = 0; r < n; ++r)
             for (idx c = 0; c < n; ++c) out[r * n + c] = r >= c ? s.K[static_cast<size_t>(c * n + r)] : T(0);
-        std::copy(s.colsum.begin(), s.colsum.begin() + kc, colsum.mutable_data());
+        std::copy(s.colsum.begin(), s.colsum.begin() + kc, colsum.mutable_data());  // W -> double
     }
     return py::make_tuple(lower, colsum, anorm);
 }

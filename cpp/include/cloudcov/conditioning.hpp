@@ -80,7 +80,7 @@ struct StarStamp {
 template <class W>
 struct CondScratch {
     AlignedVector<W> K, z, pred, q, pdiag, work;
-    std::vector<double> colsum;
+    AlignedVector<W> colsum;
     std::vector<int> iwork, run_good, run_hidden;
 };
 struct Workspace {
@@ -146,30 +146,57 @@ double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool sp
 // reversed trailing block L[c:, c:]^T, so the row ICE appends is column c of L below the
 // diagonal (contiguous) and gamma its diagonal entry; u (in L's row order) is rescaled by s
 // and gets c at position c. Then ||L^T u|| ~ sigma_min(L) and one ?trsv gives rho, which is
-// >= 1 / (u^T A u) (Cauchy-Schwarz): never below ICE's own estimate. work: 2 n values.
-// +inf if the solve overflows.
+// >= 1 / (u^T A u) (Cauchy-Schwarz): never below ICE's own estimate.
+// ?laic1 uses its vectors only through alpha = x^T w, so each step computes alpha here, in one
+// pass over column c (fixed-order partial sums), and hands ?laic1 the 1-vectors (alpha) and
+// (1); u is kept as g * ut with the scale g in double, so that a step rescales one number
+// instead of the n - c - 1 entries after c (ut is renormalised when g gets small). The same
+// estimate as ?laic1 on the explicit vectors, up to round-off, at one pass over the factor.
+// work: 2 n values. +inf if the solve overflows.
 template <class W>
 double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work) {
     char Lc = 'L', N = 'N';
     int job = 2, ione = 1;
-    W* u = work;
+    // rescale ut when |g| falls below this (keeps ut and its dot products in W's range)
+    constexpr double kTiny = std::is_same_v<W, float> ? 1e-20 : 1e-150;
+    W* ut = work;
     W* y = work + n;
     W* a = const_cast<W*>(fac);
-    u[n - 1] = 1;
+    W wone = 1;
+    double g = 1;
+    ut[n - 1] = 1;
     W sest = std::abs(fac[static_cast<size_t>(n - 1) * ld + n - 1]);
     for (int c = n - 2; c >= 0; --c) {
-        int j = n - 1 - c;
-        W* col = a + static_cast<size_t>(c) * ld;
+        const W* col = fac + static_cast<size_t>(c) * ld;
+        const W* __restrict w = col + c + 1;
+        const W* __restrict v = ut + c + 1;
+        const int m = n - 1 - c;
+        W part[16] = {};   // independent partial sums (vectorisable; fixed order)
+        int i = 0;
+        for (; i + 16 <= m; i += 16)
+            for (int t = 0; t < 16; ++t) part[t] += v[i + t] * w[i + t];
+        for (; i < m; ++i) part[0] += v[i] * w[i];
+        W dot = 0;
+        for (int t = 0; t < 16; ++t) dot += part[t];
+        W alpha = static_cast<W>(g * static_cast<double>(dot));
         W gamma = col[c], sestpr = 0, sn = 0, cs = 0;
-        L.laic1(&job, &j, u + c + 1, &sest, col + c + 1, &gamma, &sestpr, &sn, &cs);
-        for (int i = c + 1; i < n; ++i) u[i] *= sn;
-        u[c] = cs;
+        L.laic1(&job, &ione, &alpha, &sest, &wone, &gamma, &sestpr, &sn, &cs);
         sest = sestpr;
+        g *= static_cast<double>(sn);   // u[c + 1:] *= sn
+        if (g == 0) {                   // u = (cs) e_c
+            std::fill(ut + c + 1, ut + n, W(0));
+            g = 1;
+        }
+        ut[c] = static_cast<W>(static_cast<double>(cs) / g);
+        if (std::abs(g) < kTiny) {
+            for (int k = c; k < n; ++k) ut[k] = static_cast<W>(g * static_cast<double>(ut[k]));
+            g = 1;
+        }
     }
     double uu = 0;
     for (int i = 0; i < n; ++i) {
-        y[i] = u[i];
-        uu += static_cast<double>(u[i]) * static_cast<double>(u[i]);
+        y[i] = static_cast<W>(g * static_cast<double>(ut[i]));
+        uu += static_cast<double>(y[i]) * static_cast<double>(y[i]);
     }
     L.trsv(&Lc, &N, &N, &n, a, &ld, y, &ione);
     double yy = 0;
@@ -200,7 +227,8 @@ double tri_rcond1(const LapackFns<W>& L, const W* fac, int n, int ld, W* work, i
 // The bordered matrix of one star into s.K, kc + kp = n >= 1 (see condition_attempt): the
 // lower triangle, column-major (element (r, c), r >= c, at c * n + r; the strict upper
 // triangle is left as it was). reg is added to the diagonal with the star counts. With
-// norm11, s.colsum gets C_kk's absolute column sums and ||C_kk||_1 is returned (else 0).
+// norm11, s.colsum gets C_kk's absolute column sums (summed in W) and ||C_kk||_1 is returned
+// (else 0).
 template <class W, class Source>
 double build_bordered(const Source& src, const StarStamp& st, const CondOptions& opt, double reg,
                       bool norm11, CondScratch<W>& s) {
@@ -231,8 +259,8 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     runs(st.hidden, s.run_hidden);
     // Absolute column sums of C_kk (its 1-norm, for the C_kk condition estimate), accumulated
     // while each column is in cache.
-    double* colsum = s.colsum.data();
-    if (norm11) std::fill(colsum, colsum + kc, 0.0);
+    W* colsum = s.colsum.data();
+    if (norm11) std::fill(colsum, colsum + kc, W(0));
     int hp = 0;   // first hidden position whose pixel follows the current good pixel
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
@@ -249,22 +277,26 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
             h0 = hp;
         }
         if (h0 < kp) src.fill(i, st.hidden.data() + h0, kp - h0, col + kc + h0, s.run_hidden.data() + h0);
-        if (norm11 && a < kc) {
-            double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};   // independent partial sums
+        if (norm11 && a < kc) {   // in W: 16 (float) or 8 (double) lanes per 64 bytes
+            constexpr int kLanes = 64 / static_cast<int>(sizeof(W));
+            W part[kLanes] = {};   // independent partial sums (vectorisable; fixed order)
+            W* __restrict cs = colsum;
+            const W* __restrict cv = col;
             int b = a + 1;
-            for (; b + 8 <= kc; b += 8)
-                for (int u = 0; u < 8; ++u) {
-                    const double v = std::abs(static_cast<double>(col[b + u]));
+            for (; b + kLanes <= kc; b += kLanes)
+                for (int u = 0; u < kLanes; ++u) {
+                    const W v = std::abs(cv[b + u]);
                     part[u] += v;
-                    colsum[b + u] += v;
+                    cs[b + u] += v;
                 }
             for (; b < kc; ++b) {
-                const double v = std::abs(static_cast<double>(col[b]));
+                const W v = std::abs(cv[b]);
                 part[0] += v;
-                colsum[b] += v;
+                cs[b] += v;
             }
-            colsum[a] += std::abs(static_cast<double>(col[a])) + ((part[0] + part[1]) + (part[2] + part[3])) +
-                         ((part[4] + part[5]) + (part[6] + part[7]));
+            W tot = std::abs(cv[a]);
+            for (int u = 0; u < kLanes; ++u) tot += part[u];
+            cs[a] += tot;
         }
     }
     // C(good i, hidden j) for j < i: row kc + h of the good columns after pixel j, gathered
@@ -278,7 +310,7 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
                                 A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
                                 s.run_good.data() + g0);
     }
-    return norm11 && kc > 0 ? *std::max_element(colsum, colsum + kc) : 0.0;
+    return norm11 && kc > 0 ? static_cast<double>(*std::max_element(colsum, colsum + kc)) : 0.0;
 }
 
 template <class W, class Source>
