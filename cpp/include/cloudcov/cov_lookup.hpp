@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -65,17 +66,20 @@ struct StackCov {
     // before). Into L2, not L1: a column's 50-100 lines are too many for L1's lines and miss
     // slots. On a Zen 4 EPYC (benchmarks/profile_perstar.py, one star ~1.3x a bare spotrf)
     // prefetcht1/t2 gave 1.28-1.33x, prefetcht0 1.42-1.44x, prefetchnta 1.40-1.47x and no
-    // prefetch 1.58-1.61x; the distance (1 to 8 columns) changed nothing.
+    // prefetch 1.58-1.61x; the distance (1 to 8 columns) changed nothing. Each line of a
+    // window is asked for once, from the line holding its first entry (the gather's own time,
+    // timed alone: 0.139-0.144x of a spotrf against 0.145-0.149x when the loop also asked for
+    // the window's last byte; the first line alone: 0.37x, the hardware does not follow).
     void prefetch(idx i) const {
         if (!gather_prefetch().load(std::memory_order_relaxed)) return;
         const idx ri = i / Np, ci = i % Np;
-        const char* p0 = reinterpret_cast<const char*>(base[i] + key[i] - ci);
-        const idx gs = stack.group_stride() * static_cast<idx>(sizeof(T));
-        const idx len = Np * static_cast<idx>(sizeof(T));
+        const std::uintptr_t p0 = reinterpret_cast<std::uintptr_t>(base[i] + key[i] - ci);
+        const std::uintptr_t gs = static_cast<std::uintptr_t>(stack.group_stride()) * sizeof(T);
+        const std::uintptr_t len = static_cast<std::uintptr_t>(Np) * sizeof(T);
         for (idx d = 0; d < Np - ri; ++d) {
-            const char* p = p0 + d * gs;
-            for (idx off = 0; off < len; off += 64) prefetch_l2(p + off);
-            prefetch_l2(p + len - 1);
+            const std::uintptr_t p = p0 + static_cast<std::uintptr_t>(d) * gs;
+            for (std::uintptr_t q = p & ~std::uintptr_t(63); q < p + len; q += 64)
+                prefetch_l2(reinterpret_cast<const void*>(q));
         }
     }
 
