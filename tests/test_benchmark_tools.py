@@ -64,3 +64,38 @@ def test_profile_stage_of_each_symbol(sym, dso, want):
     gather: since it became detail::build_bordered, with StackCov::fill inlined into it, the
     profiles had reported the gather as 0.0%."""
     assert stage(sym, dso) == want
+
+
+def test_spotrf_floor_counts_only_the_factorising_thread():
+    """The floor every per-star ratio is taken against (``_perstar.spotrf_times``) is the
+    factorisation's own CPU time: another thread busy at the same time (as BLAS workers that
+    spin after a multi-threaded call) adds to the process clock, not to the floor."""
+    import time
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from _perstar import spd_matrix, spotrf_times
+
+    a0 = spd_matrix(400, np.random.default_rng(0))
+    stop = threading.Event()
+
+    def busy():   # numpy releases the GIL in the sort: this thread runs beside the spotrf calls
+        x = np.random.default_rng(1).random(200_000)
+        while not stop.is_set():
+            np.sort(x)
+
+    with threadpool_limits(1):
+        spotrf_times(a0, 3)
+        th = threading.Thread(target=busy, daemon=True)
+        th.start()
+        try:
+            time.sleep(0.05)
+            # means: the kernel adds a running thread's time to the process clock at its
+            # ticks (every few ms), so one short call sees all of it or none
+            own = np.mean(spotrf_times(a0, 150))
+            proc = np.mean(spotrf_times(a0, 150, clock=time.process_time))
+        finally:
+            stop.set()
+            th.join()
+    assert own < 0.8 * proc, (own, proc)
