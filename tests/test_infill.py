@@ -31,6 +31,30 @@ def test_infill_matches_bruteforce_first_round(rng):
             assert res.image[r, c] == pytest.approx(xp[r:r + 5, c:c + 7].sum() / n, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_infill_matches_reference_over_every_round(rng, dtype):
+    """All rounds against the numpy reference (tests/lpi_reference.py): isolated pixels filled
+    in round 1, a hole that needs several rounds, masked runs ending in the last column and in
+    the last row, rows with no masked pixel between them (the kernel runs its sums along a row
+    only where that row still holds a masked pixel, and only as far as the last of them)."""
+    from lpi_reference import prelim_infill as reference
+    x = rng.standard_normal((97, 83)) + 3.0
+    mask = rng.random(x.shape) < 0.05
+    mask[30:62, 10:45] = True          # rounds 1-4
+    mask[70:73, 60:] = True            # up to the last column
+    mask[-1, 5:9] = True               # the last row
+    mask[80:90, :] = False             # rows without any masked pixel
+    mask[85, 0] = True                 # ... but one in the first column
+    x = x.astype(dtype)
+    res = cc.prelim_infill(x, mask, widx=7, max_rounds=6, min_good=12)
+    assert res.rounds >= 3
+    ref = reference(x.astype(np.float64), mask, w0=7, max_rounds=6, min_good=12)
+    if dtype == np.float64:
+        np.testing.assert_allclose(res.image, ref, rtol=1e-12, atol=1e-12)
+    else:   # float32(mean in double): equal but for a last-bit tie
+        np.testing.assert_allclose(res.image, ref.astype(np.float32), rtol=1.2e-7, atol=0)
+
+
 def test_infill_median_fallback_and_julia_quirk(rng):
     x = rng.uniform(1, 2, (21, 21))
     mask = np.zeros(x.shape, bool)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cloudcov/boxcar.hpp"
 #include "cloudcov/errors.hpp"
@@ -56,55 +57,75 @@ InfillReport prelim_infill(const Image<const T>& image, const Image<const std::u
             std::to_string(nc + 2 * pc) +
             " pixels (more than max(4 x image, 2**22)); lower widmult or max_rounds");
     InfillReport rep;
-    idx remaining = 0;
+    std::vector<idx> todo;   // the still-masked pixels, r * nc + c ascending
     for (idx r = 0; r < nr; ++r)
         for (idx c = 0; c < nc; ++c) {
             const bool m = mask(r, c) != 0;
             out(r, c) = m ? T(0) : image(r, c);
             still_masked(r, c) = m;
-            remaining += m;
+            if (m) todo.push_back(r * nc + c);
         }
-    if (remaining == 0 || max_rounds == 0) {
-        rep.unfilled = remaining;
+    if (todo.empty() || max_rounds == 0) {
+        rep.unfilled = static_cast<idx>(todo.size());
         return rep;
     }
     // Reflect-padded copies: image with masked pixels zeroed, and the good-pixel indicator.
     const idx PR = nr + 2 * pr, PC = nc + 2 * pc;
     std::vector<T> pim(static_cast<size_t>(PR * PC));
     std::vector<std::uint8_t> pgood(static_cast<size_t>(PR * PC));
+    std::vector<idx> src_col(static_cast<size_t>(PC));   // reflect_index once per column
+    for (idx c = 0; c < PC; ++c) src_col[static_cast<size_t>(c)] = reflect_index(c - pc, nc);
     for (idx r = 0; r < PR; ++r) {
         const idx sr = reflect_index(r - pr, nr);
         for (idx c = 0; c < PC; ++c) {
-            const idx sc = reflect_index(c - pc, nc);
+            const idx sc = src_col[static_cast<size_t>(c)];
             const bool m = mask(sr, sc) != 0;
             pim[r * PC + c] = m ? T(0) : image(sr, sc);
             pgood[r * PC + c] = !m;
         }
     }
-    std::vector<double> sums(static_cast<size_t>(nr * nc));
-    std::vector<std::int32_t> counts(static_cast<size_t>(nr * nc));
-    for (int k = 0; k < max_rounds && remaining > 0; ++k) {
+    // Each round steps the boxcar sums of the image and of the good-pixel indicator down the
+    // rows together and runs the sums along a row only where it still holds a masked pixel,
+    // as far as the last of them: the values used are those of the full-image boxcar, with no
+    // image-size arrays of sums (whose first touch cost more than the sums).
+    std::vector<double> sums(static_cast<size_t>(nc));
+    std::vector<std::int64_t> counts(static_cast<size_t>(nc));
+    for (int k = 0; k < max_rounds && !todo.empty(); ++k) {
         const idx hr = (wr[k] - 1) / 2, hc = (wc[k] - 1) / 2;
         const idx orr = pr - hr, occ = pc - hc;  // window origin in the padded arrays
         Image<const T> vim(pim.data() + orr * PC + occ, nr + 2 * hr, nc + 2 * hc, PC);
         Image<const std::uint8_t> vgood(pgood.data() + orr * PC + occ, nr + 2 * hr, nc + 2 * hc, PC);
-        boxcar_sum<T, double>(vim, wr[k], wc[k], Image<double>(sums.data(), nr, nc));
-        boxcar_sum<std::uint8_t, std::int32_t>(vgood, wr[k], wc[k],
-                                               Image<std::int32_t>(counts.data(), nr, nc));
-        for (idx r = 0; r < nr; ++r)
-            for (idx c = 0; c < nc; ++c) {
-                const idx i = r * nc + c;
-                if (still_masked(r, c) && counts[i] > min_good) {
-                    out(r, c) = static_cast<T>(sums[i] / counts[i]);
+        BoxcarRows<T> bsum(vim, wr[k], wc[k]);
+        BoxcarRows<std::uint8_t, std::int64_t> bcount(vgood, wr[k], wc[k]);   // exact
+        size_t t = 0, kept = 0;
+        while (t < todo.size()) {
+            const idx r = todo[t] / nc;
+            size_t e = t;   // todo[t:e]: the masked pixels of row r
+            while (e < todo.size() && todo[e] / nc == r) ++e;
+            while (bsum.current() < r) {
+                bsum.next();
+                bcount.next();
+            }
+            const idx cend = todo[e - 1] % nc + 1;
+            bsum.row(cend, sums.data());
+            bcount.row(cend, counts.data());
+            for (; t < e; ++t) {
+                const idx c = todo[t] % nc;
+                if (counts[static_cast<size_t>(c)] > min_good) {
+                    out(r, c) = static_cast<T>(sums[static_cast<size_t>(c)] /
+                                                       static_cast<double>(counts[static_cast<size_t>(c)]));
                     still_masked(r, c) = 0;
-                    --remaining;
+                } else {
+                    todo[kept++] = todo[t];
                 }
             }
+        }
+        todo.resize(kept);
         rep.rounds = k + 1;
         rep.last_wrow = wr[k];
         rep.last_wcol = wc[k];
     }
-    rep.unfilled = remaining;
+    rep.unfilled = static_cast<idx>(todo.size());
     return rep;
 }
 

@@ -81,6 +81,7 @@ template <class W>
 struct CondScratch {
     AlignedVector<W> K, z, pred, q, pdiag, work;
     AlignedVector<W> colsum;
+    std::vector<double> pacc;   // diag(P) accumulators
     std::vector<int> iwork, run_good, run_hidden;
 };
 struct Workspace {
@@ -109,6 +110,14 @@ inline std::atomic<bool>& guard_triangular_estimate() {
 }
 
 namespace detail {
+
+// Make v hold at least n elements; it never shrinks. A star uses the first n: resizing to each
+// star's own size zero-filled every increase from one star to the next (in situ, the bordered
+// matrix K's memset was ~0.5% of a CCD's CPU), and nothing reads an element before it is written.
+template <class V>
+inline void ensure_size(V& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
 
 // est ||A^-1||_1 for A = L L^T (spd) or A = L (lower triangular L, n x n, leading dimension
 // ld), by LAPACK's Hager-Higham estimator ?lacn2 (reverse communication) with ?trsv solves:
@@ -236,8 +245,8 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     const int kp = static_cast<int>(st.hidden.size());
     const int n = kc + kp;
     const auto diag_add = [&](int i) { return (opt.diag_on ? st.stars[i] : 0.0) + reg; };
-    s.K.resize(static_cast<size_t>(n) * n);
-    s.colsum.resize(static_cast<size_t>(kc));
+    ensure_size(s.K, static_cast<size_t>(n) * n);
+    ensure_size(s.colsum, static_cast<size_t>(kc));
     W* A = s.K.data();
     // Bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] as a lower triangle, column-major
     // (element (r, c), r >= c, at c * n + r). Its Cholesky factor is [[L11, 0], [W^T, L22]]
@@ -321,12 +330,12 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     int kp = static_cast<int>(st.hidden.size());
     if (kc == 0 || kp == 0) return false;
     int n = kc + kp;
-    s.z.resize(kc);
-    s.pred.resize(kp);
-    s.q.resize(kp);
-    s.pdiag.resize(kp);
-    s.work.resize(3 * static_cast<size_t>(n));
-    s.iwork.resize(n);
+    ensure_size(s.z, static_cast<size_t>(kc));
+    ensure_size(s.pred, static_cast<size_t>(kp));
+    ensure_size(s.q, static_cast<size_t>(kp));
+    ensure_size(s.pdiag, static_cast<size_t>(kp));
+    ensure_size(s.work, 3 * static_cast<size_t>(n));
+    ensure_size(s.iwork, static_cast<size_t>(n));
     char Lc = 'L', N = 'N';
     int info = 0, ione = 1;
     W wone = 1, wzero = 0;
@@ -363,13 +372,18 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     double chi2 = 0;
     for (int a = 0; a < kc; ++a) chi2 += static_cast<double>(s.z[a]) * static_cast<double>(s.z[a]);
     L.gemv(&N, &kp, &kc, &wone, A + kc, &n, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
-    for (int h = 0; h < kp; ++h) {   // diag(P) from the rows of L22
-        double acc = 0;
-        for (int c = 0; c <= h; ++c) {
-            const double v = L22[static_cast<size_t>(c) * n + h];
-            acc += v * v;
+    {   // diag(P) from the rows of L22, read down its columns (contiguous): each row's sum
+        // of squares still runs over c = 0, 1, ..., h in that order
+        s.pacc.assign(static_cast<size_t>(kp), 0.0);
+        double* __restrict acc = s.pacc.data();
+        for (int c = 0; c < kp; ++c) {
+            const W* __restrict col = L22 + static_cast<size_t>(c) * n;
+            for (int h = c; h < kp; ++h) {
+                const double v = col[h];
+                acc[h] += v * v;
+            }
         }
-        s.pdiag[h] = static_cast<W>(acc);
+        for (int h = 0; h < kp; ++h) s.pdiag[h] = static_cast<W>(acc[h]);
     }
     if (opt.keep_prediction) {
         res.pcov.assign(static_cast<size_t>(kp) * kp, 0.0);
