@@ -17,6 +17,30 @@ def boxcar_cumsum(x, wr, wc):
     return c[wr:, wc:] - c[:-wr, wc:] - c[wr:, :-wc] + c[:-wr, :-wc]
 
 
+def prelim_infill_numpy(x, bad, w0=19, widmult=1.4, max_rounds=10, min_good=10):
+    """The preliminary infill (CloudCovErr.jl ``prelim_infill!``): each round gives the
+    still-masked pixels whose window (numpy-reflect edges) holds more than ``min_good`` good
+    pixels the mean of those; windows grow by ``widmult`` (odd, ties to even); the rest get the
+    median of the good pixels. Whole-image cumulative-sum boxcars in float64 every round.
+    Returns (image in x's dtype, rounds run)."""
+    good = ~bad
+    vals = np.where(good, x, 0).astype(np.float64)
+    out = x.copy()
+    todo = bad.copy()
+    w, rounds = w0, 0
+    while rounds < max_rounds and todo.any():
+        h = (w - 1) // 2
+        sums = boxcar_cumsum(np.pad(vals, h, mode="reflect"), w, w)
+        counts = np.rint(boxcar_cumsum(np.pad(good.astype(np.float64), h, mode="reflect"), w, w))
+        ok = todo & (counts > min_good)
+        out[ok] = sums[ok] / counts[ok]
+        todo &= ~ok
+        w = int(np.round((w * widmult - 1) / 2)) * 2 + 1
+        rounds += 1
+    out[todo] = np.median(x[good])
+    return out, rounds
+
+
 def shift_stack_numpy(x, Np, wr, wc, shifts, dtype=np.float32):
     """Stack (rows, cols, len(shifts)) for the given list of (drow, dcol) shifts."""
     nr, nc = x.shape

@@ -99,3 +99,20 @@ def test_spotrf_floor_counts_only_the_factorising_thread():
             stop.set()
             th.join()
     assert own < 0.8 * proc, (own, proc)
+
+
+def test_numpy_infill_reference_agrees_with_cloudcov():
+    """bench_infill.py's baseline (numpy_reference.prelim_infill_numpy) is the same infill."""
+    import numpy as np
+
+    import cloudcov as cc
+    from numpy_reference import prelim_infill_numpy
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((150, 120)) + 5).astype(np.float32)
+    bad = rng.random(x.shape) < 0.05
+    bad[40:90, 30:100] = True   # several rounds
+    ref, rounds = prelim_infill_numpy(x, bad, w0=9)
+    res = cc.prelim_infill(x, bad, widx=9)
+    assert rounds == res.rounds >= 3
+    np.testing.assert_allclose(res.image, ref, rtol=1.2e-7, atol=0)
