@@ -58,6 +58,12 @@ InfillReport prelim_infill(const Image<const T>& image, const Image<const std::u
             " pixels (more than max(4 x image, 2**22)); lower widmult or max_rounds");
     InfillReport rep;
     std::vector<idx> todo;   // the still-masked pixels, r * nc + c ascending
+    {
+        idx nmask = 0;
+        for (idx r = 0; r < nr; ++r)
+            for (idx c = 0; c < nc; ++c) nmask += mask(r, c) != 0;
+        todo.reserve(static_cast<size_t>(nmask));
+    }
     for (idx r = 0; r < nr; ++r)
         for (idx c = 0; c < nc; ++c) {
             const bool m = mask(r, c) != 0;
