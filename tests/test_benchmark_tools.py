@@ -79,26 +79,38 @@ def test_spotrf_floor_counts_only_the_factorising_thread():
 
     a0 = spd_matrix(400, np.random.default_rng(0))
     stop = threading.Event()
+    busy_cpu = [0.0]   # the busy thread's own CPU time so far
 
     def busy():   # numpy releases the GIL in the sort: this thread runs beside the spotrf calls
         x = np.random.default_rng(1).random(200_000)
         while not stop.is_set():
             np.sort(x)
+            busy_cpu[0] = time.thread_time()
 
+    tries = []
     with threadpool_limits(1):
         spotrf_times(a0, 3)
         th = threading.Thread(target=busy, daemon=True)
         th.start()
         try:
             time.sleep(0.05)
-            # means: the kernel adds a running thread's time to the process clock at its
-            # ticks (every few ms), so one short call sees all of it or none
-            own = np.mean(spotrf_times(a0, 150))
-            proc = np.mean(spotrf_times(a0, 150, clock=time.process_time))
+            for _ in range(3):   # a loaded machine may leave the busy thread no core for a while
+                b0, w0 = busy_cpu[0], time.perf_counter()
+                # means: the kernel adds a running thread's time to the process clock at its
+                # ticks (every few ms), so one short call sees all of it or none
+                own = np.mean(spotrf_times(a0, 150))
+                proc = np.mean(spotrf_times(a0, 150, clock=time.process_time))
+                share = (busy_cpu[0] - b0) / (time.perf_counter() - w0)   # of one core
+                tries.append((own, proc, share))
+                if share > 0.5:
+                    break
         finally:
             stop.set()
             th.join()
-    assert own < 0.8 * proc, (own, proc)
+    own, proc, share = tries[-1]
+    if share <= 0.5:
+        pytest.skip(f"the busy thread ran only {share:.0%} of the time (machine loaded): {tries}")
+    assert own < 0.8 * proc, tries
 
 
 def test_numpy_infill_reference_agrees_with_cloudcov():
