@@ -181,10 +181,7 @@ double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work
         if (c > 1) {   // column c - 2 below its diagonal, two steps ahead: the walk down the
             // factor's columns, last to first, is one the hardware prefetchers do not follow
             // (perf, profile_perstar.py: this loop 0.034 -> 0.027-0.029 of sgemm_kernel's time)
-            const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(col - 2 * ld + c - 2);
-            const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(col - 2 * ld + n);
-            for (std::uintptr_t q = lo & ~std::uintptr_t(63); q < hi; q += 64)
-                prefetch_l1(reinterpret_cast<const void*>(q));
+            prefetch_lines<1>(col - 2 * ld + c - 2, static_cast<size_t>(n - c + 2) * sizeof(W));
         }
         const W* __restrict w = col + c + 1;
         const W* __restrict v = ut + c + 1;

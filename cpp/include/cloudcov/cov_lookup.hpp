@@ -73,14 +73,9 @@ struct StackCov {
     void prefetch(idx i) const {
         if (!gather_prefetch().load(std::memory_order_relaxed)) return;
         const idx ri = i / Np, ci = i % Np;
-        const std::uintptr_t p0 = reinterpret_cast<std::uintptr_t>(base[i] + key[i] - ci);
-        const std::uintptr_t gs = static_cast<std::uintptr_t>(stack.group_stride()) * sizeof(T);
-        const std::uintptr_t len = static_cast<std::uintptr_t>(Np) * sizeof(T);
-        for (idx d = 0; d < Np - ri; ++d) {
-            const std::uintptr_t p = p0 + static_cast<std::uintptr_t>(d) * gs;
-            for (std::uintptr_t q = p & ~std::uintptr_t(63); q < p + len; q += 64)
-                prefetch_l2(reinterpret_cast<const void*>(q));
-        }
+        const T* p0 = base[i] + key[i] - ci;
+        for (idx d = 0; d < Np - ri; ++d)
+            prefetch_lines<2>(p0 + d * stack.group_stride(), static_cast<size_t>(Np) * sizeof(T));
     }
 
     // out[b] = C(i, js[b]) for b < n, converted to W (the per-star gather). run_len[b]

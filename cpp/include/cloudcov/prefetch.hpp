@@ -5,26 +5,33 @@
 // per-star gather ran without any prefetch). An asm volatile statement is never deleted.
 #pragma once
 #include <atomic>
+#include <cstddef>
+#include <cstdint>
 
 namespace cloudcov {
 
-// Ask for the cache line holding *p to be brought into L2 (x86 prefetcht1: L2 and the outer
-// caches, not L1). Never faults; no effect on any value.
-inline void prefetch_l2(const void* p) {
+// Ask for the cache line holding *p to be brought into the cache: Level 2 into L2 and the
+// outer caches, not L1 (x86 prefetcht1), Level 1 into L1 as well (prefetcht0, for data used
+// within the next few hundred cycles). Never faults; no effect on any value.
+template <int Level>
+inline void prefetch_line(const void* p) {
+    static_assert(Level == 1 || Level == 2, "prefetch into L1 or L2");
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
+    if constexpr (Level == 1)
+        asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+    else
+        asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
 #else
-    __builtin_prefetch(p, 0, 2);
+    __builtin_prefetch(p, 0, Level == 1 ? 3 : 2);
 #endif
 }
 
-// The same into L1 (x86 prefetcht0), for data used within the next few hundred cycles.
-inline void prefetch_l1(const void* p) {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
-#else
-    __builtin_prefetch(p, 0, 3);
-#endif
+// Every cache line of the bytes [p, p + len), once each, from the line holding p.
+template <int Level>
+inline void prefetch_lines(const void* p, std::size_t len) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    for (std::uintptr_t q = a & ~std::uintptr_t(63); q < a + len; q += 64)
+        prefetch_line<Level>(reinterpret_cast<const void*>(q));
 }
 
 // Whether the per-star gather prefetches (StackCov::prefetch). On by default; benchmarks
