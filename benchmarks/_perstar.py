@@ -58,7 +58,7 @@ def spd_matrix(nb, rng):
     return np.asfortranarray(M @ M.T / nb + np.eye(nb, dtype=np.float32))
 
 
-def spotrf_times(A0, calls, clock=time.thread_time, work=None):
+def spotrf_times(A0, calls, clock=time.thread_time, work=None, lda=None):
     """CPU seconds of each of ``calls`` factorisations of ``A0`` by ``_core.lapack_potrf``
     (the LAPACK table cloudcov's kernels call), each on a fresh copy made outside the timed
     region (in ``work``, a Fortran-ordered array like ``A0``, if given).
@@ -68,12 +68,27 @@ def spotrf_times(A0, calls, clock=time.thread_time, work=None):
     clock would also count BLAS worker threads that spin for a while after a multi-threaded
     BLAS call or a change of the thread count (OpenBLAS parks them only after a timeout): on
     the 2-core EPYC a spotrf of n = 782 read 6.1-6.4 ms of process time just after such a
-    call instead of its 2.3 ms."""
-    A = A0.copy(order="F") if work is None else work
+    call instead of its 2.3 ms.
+
+    With ``lda`` (>= the order n of ``A0``), each call factorises the leading n x n block of an
+    (lda, n) Fortran-ordered array, as the per-star stage does with lda = n rounded up to whole
+    cache lines (``ld_bordered``)."""
+    n = A0.shape[0]
+    if lda is None:
+        A = A0.copy(order="F") if work is None else work
+    else:
+        A = np.zeros((lda, n), dtype=A0.dtype, order="F") if work is None else work
     out = np.empty(calls)
     for k in range(calls):
-        A[...] = A0
+        A[:n] = A0
         c = clock()
-        _core.lapack_potrf(A)
+        _core.lapack_potrf(A, n)
         out[k] = clock() - c
     return out
+
+
+def ld_bordered(n, dtype=np.float32):
+    """The per-star stage's leading dimension for a bordered matrix of order n: n rounded up to
+    whole 64-byte cache lines (``bordered_ld`` in cpp/include/cloudcov/conditioning.hpp)."""
+    k = 64 // np.dtype(dtype).itemsize
+    return -(-n // k) * k

@@ -10,7 +10,8 @@ it (one float32 attempt, no condition estimates), with the guard judging C_kk by
 ?pocon's estimate instead of the incremental one (``_core.set_guard_pocon_estimate``, the
 guard before 2026-12), with the triangular estimate of C_kk's factor
 (``_core.set_guard_triangular_estimate``; see bench_guard.py for what both do to the re-solve
-rate) and the bare spotrf, in turn; then the triangular solves the estimates are made of are
+rate) and the bare spotrf, in turn (the spotrf also on an array with the per-star stage's
+leading dimension, the order rounded up to whole cache lines: the floor is the same); then the triangular solves the estimates are made of are
 timed alone: ``strsv`` (no transpose and transpose) on a lower Cholesky factor of the median
 good-pixel count kc (scipy's BLAS, the library the default LAPACK table calls; each call
 includes ~1-2 us of Python overhead), and an ``sgemv`` over the full kc x kc matrix (twice the
@@ -23,7 +24,7 @@ from threadpoolctl import threadpool_limits
 import cloudcov as cc
 from cloudcov import _core
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from _perstar import perstar_field, spd_matrix, spotrf_times  # noqa: E402
+from _perstar import ld_bordered, perstar_field, spd_matrix, spotrf_times  # noqa: E402
 F = perstar_field()
 Np, w, img, bim, st, stars, bad, rows, cols, psfs, flux, circ = (
     F[k] for k in ("Np", "w", "img", "bim", "st", "stars", "bad", "rows", "cols", "psfs", "flux", "circ"))
@@ -40,7 +41,7 @@ with threadpool_limits(1):
     nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
     if not noref:   # a well-conditioned SPD matrix of the median bordered size
         A0 = spd_matrix(nb, rng); A = A0.copy(order="F")
-    ts, tc, tn, tt, tp = [], [], [], [], []
+    ts, tc, tn, tt, tp, tl = [], [], [], [], [], []
     if noref:   # the profiled window starts here (CLOCK_MONOTONIC, for perf record -k)
         print(f"TIMED_START {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}", flush=True)
     for _ in range(reps):
@@ -54,6 +55,8 @@ with threadpool_limits(1):
             c = time.process_time(); call(1); tt.append((time.process_time() - c) / nstar)
             _core.set_guard_triangular_estimate(False)
         tc.append(np.nan if noref else float(spotrf_times(A0, 15, work=A).mean()))
+        if both:   # the floor at the leading dimension the per-star stage factorises with
+            tl.append(float(spotrf_times(A0, 15, lda=ld_bordered(nb)).mean()))
 if noref:
     print(f"TIMED_END {time.clock_gettime(time.CLOCK_MONOTONIC):.6f}")
     print(f"lapack {cc.lapack_info()['name']}: n={nb} per star {np.median(ts)*1e3:.3f} ms over {reps} x {nstar} stars; "
@@ -81,11 +84,12 @@ if both:
         t_n = per_call(lambda: blas.strsv(Lf, v, lower=1, overwrite_x=1))
         t_t = per_call(lambda: blas.strsv(Lf, v, lower=1, trans=1, overwrite_x=1))
         t_g = per_call(lambda: blas.sgemv(1.0, Full, v))
-    ts, tn, tc, tt, tp = (np.array(x) for x in (ts, tn, tc, tt, tp))
+    ts, tn, tc, tt, tp, tl = (np.array(x) for x in (ts, tn, tc, tt, tp, tl))
     g = np.median(ts - tn)
     print(f"lapack {cc.lapack_info()['name']}: n={nb} per star with the guard {np.median(ts)*1e3:.3f} ms "
           f"(ratio {np.median(ts / tc):.3f}), without {np.median(tn)*1e3:.3f} ms (ratio {np.median(tn / tc):.3f}), "
-          f"spotrf {np.median(tc)*1e3:.3f} ms; guard {g*1e3:.3f} ms per star = {np.median((ts - tn) / tc):.3f} x spotrf "
+          f"spotrf {np.median(tc)*1e3:.3f} ms (at the stage's leading dimension {ld_bordered(nb)}: "
+          f"{np.median(tl)*1e3:.3f} ms, ratio with the guard {np.median(ts / tl):.3f}); guard {g*1e3:.3f} ms per star = {np.median((ts - tn) / tc):.3f} x spotrf "
           f"(medians of {reps} alternated repeats); kc={kc}: strsv {t_n*1e6:.1f} us (no transpose), "
           f"{t_t*1e6:.1f} us (transpose), sgemv of the full kc x kc {t_g*1e6:.1f} us; the guard = "
           f"{g / ((t_n + t_t) / 2):.1f} strsv; with ?pocon's C_kk estimate {np.median(tp)*1e3:.3f} ms "

@@ -128,3 +128,20 @@ def test_numpy_infill_reference_agrees_with_cloudcov():
     res = cc.prelim_infill(x, bad, widx=9)
     assert rounds == res.rounds >= 3
     np.testing.assert_allclose(res.image, ref, rtol=1.2e-7, atol=0)
+
+
+def test_spotrf_floor_at_the_stage_leading_dimension():
+    """``spotrf_times(..., lda=)`` factorises the leading n x n block of a taller array, as the
+    per-star stage does at ``ld_bordered(n)`` (n rounded up to whole 64-byte lines)."""
+    import numpy as np
+
+    from _perstar import ld_bordered, spd_matrix, spotrf_times
+
+    assert [ld_bordered(n) for n in (1, 16, 17, 782, 784, 785)] == [16, 16, 32, 784, 784, 800]
+    assert ld_bordered(782, np.float64) == 784 and ld_bordered(785, np.float64) == 792
+    a0 = spd_matrix(50, np.random.default_rng(0))
+    work = np.zeros((ld_bordered(50), 50), np.float32, order="F")
+    t = spotrf_times(a0, 2, work=work, lda=work.shape[0])
+    assert t.shape == (2,) and (t >= 0).all()
+    np.testing.assert_allclose(np.tril(work[:50]) @ np.tril(work[:50]).T, a0, rtol=1e-4, atol=1e-4)
+    assert (work[50:] == 0).all()

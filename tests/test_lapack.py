@@ -154,8 +154,17 @@ def test_lapack_potrf_factorises_through_the_table(dtype):
     assert _core.lapack_potrf(bad) == 1          # not positive definite: LAPACK's info
     with pytest.raises(ValueError, match="Fortran"):
         _core.lapack_potrf(np.ascontiguousarray(spd(5, dtype)))
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ValueError, match="at least as many rows"):
         _core.lapack_potrf(np.zeros((3, 4), dtype, order="F"))
+    # the leading n x n block of a taller array (leading dimension lda > n), as the per-star
+    # stage factorises its bordered matrix: the same factor, the rows below n untouched
+    tall = np.full((56, 50), 7.0, dtype=dtype, order="F")
+    tall[:50] = a
+    assert _core.lapack_potrf(tall, 50) == 0
+    np.testing.assert_array_equal(np.tril(tall[:50]), np.tril(l))
+    assert (tall[50:] == 7.0).all()
+    with pytest.raises(ValueError, match="n: larger"):
+        _core.lapack_potrf(tall, 51)
     with pytest.raises(ValueError, match="float32 or float64"):
         _core.lapack_potrf(np.eye(3, dtype=np.int64, order="F"))
 

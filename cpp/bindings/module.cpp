@@ -235,8 +235,9 @@ py::tuple bordered_matrix_t(const py::array& bimage, const py::array& stack, idx
         cloudcov::CondScratch<T> s;
         anorm = cloudcov::detail::build_bordered(sc, st, cloudcov::CondOptions{}, 0.0, true, s);
         T* out = lower.mutable_data();
+        const idx ld = cloudcov::detail::bordered_ld<T>(static_cast<int>(n));
         for (idx r = 0; r < n; ++r)
-            for (idx c = 0; c < n; ++c) out[r * n + c] = r >= c ? s.K[static_cast<size_t>(c * n + r)] : T(0);
+            for (idx c = 0; c < n; ++c) out[r * n + c] = r >= c ? s.K[static_cast<size_t>(c * ld + r)] : T(0);
         std::copy(s.colsum.begin(), s.colsum.begin() + kc, colsum.mutable_data());  // W -> double
     }
     return py::make_tuple(lower, colsum, anorm);
@@ -666,23 +667,27 @@ void set_lapack(const py::dict& addr) {
     cloudcov::lapack_table() = t;
 }
 
-// ?potrf of a Fortran-ordered square float32/float64 array in place (lower triangle) through
-// the current table: the floor the benchmarks compare the per-star stage with. Returns info.
-int lapack_potrf(py::array a) {
-    if (a.ndim() != 2 || a.shape(0) != a.shape(1)) throw std::invalid_argument("a: expected a square 2-d array");
+// ?potrf in place (lower triangle) through the current table of the leading n x n block of a
+// Fortran-ordered float32/float64 array a (lda = its rows >= its columns; n < 0: all its
+// columns): the floor the benchmarks compare the per-star stage with (which factorises with
+// lda = n rounded up to whole cache lines). Returns info.
+int lapack_potrf(py::array a, idx n_) {
+    if (a.ndim() != 2 || a.shape(1) > a.shape(0)) throw std::invalid_argument("a: expected a 2-d array with at least as many rows as columns");
     if (!(a.flags() & py::array::f_style) || !a.writeable())
         throw std::invalid_argument("a: expected a writeable Fortran-ordered array");
     char lo = 'L';
-    int n = static_cast<int>(a.shape(0)), info = 0;
+    int lda = static_cast<int>(a.shape(0)), info = 0;
+    int n = n_ < 0 ? static_cast<int>(a.shape(1)) : static_cast<int>(n_);
+    if (n > a.shape(1)) throw std::invalid_argument("n: larger than the columns of a");
     const auto& t = cloudcov::lapack_table();
     if (is_dtype<float>(a)) {
         float* p = static_cast<float*>(a.mutable_data());
         py::gil_scoped_release nogil;
-        t.s.potrf(&lo, &n, p, &n, &info);
+        t.s.potrf(&lo, &n, p, &lda, &info);
     } else if (is_dtype<double>(a)) {
         double* p = static_cast<double*>(a.mutable_data());
         py::gil_scoped_release nogil;
-        t.d.potrf(&lo, &n, p, &n, &info);
+        t.d.potrf(&lo, &n, p, &lda, &info);
     } else {
         throw std::invalid_argument("a: expected float32 or float64");
     }
@@ -781,7 +786,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);
-    m.def("lapack_potrf", &lapack_potrf, "?potrf (lower, in place) through the LAPACK table.", "a"_a);
+    m.def("lapack_potrf", &lapack_potrf, "?potrf (lower, in place) of the leading n x n block of a through the LAPACK table.",
+          "a"_a, "n"_a = -1);
     m.def("guard_estimates", &guard_estimates,
           "(rho, est1) of the condition guard for the Cholesky factor l (lower triangle): the "
           "incremental Rayleigh-quotient lower bound on ||A^-1||_2 and ?pocon's estimate of "

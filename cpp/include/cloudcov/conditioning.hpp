@@ -162,6 +162,10 @@ double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool sp
 // (1); u is kept as g * ut with the scale g in double, so that a step rescales one number
 // instead of the n - c - 1 entries after c (ut is renormalised when g gets small). The same
 // estimate as ?laic1 on the explicit vectors, up to round-off, at one pass over the factor.
+// The pass over column c - 1 runs during step c: all of its dot product but the entry step c
+// sets (ut[c] L[c, c - 1], added at step c - 1), so that the steps' chain of ?laic1 calls does
+// not wait for the long sums (profile_perstar.py both, perf, 3 alternations: estimates and
+// solves 0.061-0.064x of the Cholesky against 0.066-0.068x when each step summed its column).
 // work: 2 n values. +inf if the solve overflows.
 template <class W>
 double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work) {
@@ -176,16 +180,13 @@ double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work
     double g = 1;
     ut[n - 1] = 1;
     W sest = std::abs(fac[static_cast<size_t>(n - 1) * ld + n - 1]);
-    for (int c = n - 2; c >= 0; --c) {
-        const W* col = fac + static_cast<size_t>(c) * ld;
-        if (c > 1) {   // column c - 2 below its diagonal, two steps ahead: the walk down the
-            // factor's columns, last to first, is one the hardware prefetchers do not follow
-            // (perf, profile_perstar.py: this loop 0.034 -> 0.027-0.029 of sgemm_kernel's time)
-            prefetch_lines<1>(col - 2 * ld + c - 2, static_cast<size_t>(n - c + 2) * sizeof(W));
-        }
-        const W* __restrict w = col + c + 1;
-        const W* __restrict v = ut + c + 1;
-        const int m = n - 1 - c;
+    // rest = the part of column c's dot product over ut[c + 2:], which the step before c does
+    // not change (it sets ut[c + 1] and rescales g): it is summed one step ahead, beside that
+    // step's ?laic1, so that a step waits only for ut[c + 1] * L[c + 1, c].
+    const auto partial = [&](int c) {   // sum_{i >= c + 2} ut[i] L[i, c] (fixed order)
+        const W* __restrict w = fac + static_cast<size_t>(c) * ld + c + 2;
+        const W* __restrict v = ut + c + 2;
+        const int m = n - 2 - c;
         W part[16] = {};   // independent partial sums (vectorisable; fixed order)
         int i = 0;
         for (; i + 16 <= m; i += 16)
@@ -193,6 +194,19 @@ double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work
         for (; i < m; ++i) part[0] += v[i] * w[i];
         W dot = 0;
         for (int t = 0; t < 16; ++t) dot += part[t];
+        return dot;
+    };
+    W rest = 0;   // column n - 2 has nothing below row n - 1
+    for (int c = n - 2; c >= 0; --c) {
+        const W* col = fac + static_cast<size_t>(c) * ld;
+        if (c > 2) {   // column c - 3 below its diagonal, two steps before its pass (at step
+            // c - 2): the walk down the factor's columns, last to first, is one the hardware
+            // prefetchers do not follow (perf, profile_perstar.py: this loop 0.034 -> 0.027-0.029
+            // of sgemm_kernel's time with the prefetch)
+            prefetch_lines<1>(col - 3 * ld + c - 3, static_cast<size_t>(n - c + 3) * sizeof(W));
+        }
+        const W dot = rest + ut[c + 1] * col[c + 1];
+        if (c > 0) rest = partial(c - 1);   // needs ut[c + 1:] only: not this step's result
         W alpha = static_cast<W>(g * static_cast<double>(dot));
         W gamma = col[c], sestpr = 0, sn = 0, cs = 0;
         L.laic1(&job, &ione, &alpha, &sest, &wone, &gamma, &sestpr, &sn, &cs);
@@ -201,10 +215,13 @@ double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work
         if (g == 0) {                   // u = (cs) e_c
             std::fill(ut + c + 1, ut + n, W(0));
             g = 1;
+            if (c > 0) rest = 0;        // ut[c + 1:] is zero now
         }
         ut[c] = static_cast<W>(static_cast<double>(cs) / g);
         if (std::abs(g) < kTiny) {
             for (int k = c; k < n; ++k) ut[k] = static_cast<W>(g * static_cast<double>(ut[k]));
+            // rest (for column c - 1, over ut[c + 1:]) is in the old scale: rescale it
+            if (c > 0) rest = static_cast<W>(g * static_cast<double>(rest));
             g = 1;
         }
     }
@@ -239,11 +256,24 @@ double tri_rcond1(const LapackFns<W>& L, const W* fac, int n, int ld, W* work, i
     return 1.0 / (lnorm * inv_norm1_est(L, fac, n, ld, false, work, iwork));
 }
 
+// Leading dimension of the bordered matrix of order n: n rounded up to whole 64-byte cache
+// lines, so that every column of s.K (64-byte aligned) starts on a line. The gather's column
+// writes and the guard's pass over the factor then touch no line shared by two columns; a
+// bare spotrf of the same order costs the same with either leading dimension. Measured on the
+// Zen 4 EPYC (profile_perstar.py both, 4 alternations, n = 782, ld 784 against 782): per star
+// 1.194-1.209x a bare spotrf against 1.206-1.223x; perf: the gather 0.141-0.144x against
+// 0.145-0.149x, estimates and solves 0.064x against 0.065-0.068x.
+template <class W>
+inline int bordered_ld(int n) {
+    constexpr int k = 64 / static_cast<int>(sizeof(W));
+    return (n + k - 1) / k * k;
+}
+
 // The bordered matrix of one star into s.K, kc + kp = n >= 1 (see condition_attempt): the
-// lower triangle, column-major (element (r, c), r >= c, at c * n + r; the strict upper
-// triangle is left as it was). reg is added to the diagonal with the star counts. With
-// norm11, s.colsum gets C_kk's absolute column sums (summed in W) and ||C_kk||_1 is returned
-// (else 0).
+// lower triangle, column-major with leading dimension ld = bordered_ld<W>(n) (element (r, c),
+// r >= c, at c * ld + r; the strict upper triangle and the rows n .. ld - 1 are left as they
+// were). reg is added to the diagonal with the star counts. With norm11, s.colsum gets C_kk's
+// absolute column sums (summed in W) and ||C_kk||_1 is returned (else 0).
 template <class W, class Source>
 double build_bordered(const Source& src, const StarStamp& st, const CondOptions& opt, double reg,
                       bool norm11, CondScratch<W>& s) {
@@ -251,11 +281,12 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     const int kp = static_cast<int>(st.hidden.size());
     const int n = kc + kp;
     const auto diag_add = [&](int i) { return (opt.diag_on ? st.stars[i] : 0.0) + reg; };
-    ensure_size(s.K, static_cast<size_t>(n) * n);
+    const int ld = bordered_ld<W>(n);
+    ensure_size(s.K, static_cast<size_t>(ld) * n);
     ensure_size(s.colsum, static_cast<size_t>(kc));
     W* A = s.K.data();
     // Bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] as a lower triangle, column-major
-    // (element (r, c), r >= c, at c * n + r). Its Cholesky factor is [[L11, 0], [W^T, L22]]
+    // (element (r, c), r >= c, at c * ld + r). Its Cholesky factor is [[L11, 0], [W^T, L22]]
     // with L11 L11^T = C_kk, W = L11^-1 C_k,k* and L22 L22^T = C_k*k* - W^T W = P (eq. 5).
     // Column a holds C(i, .) for pixel i = good[a] or hidden[a - kc]: CloudCovErr.jl's upper
     // triangles of the good-good and hidden-hidden blocks, its good-hidden block as given,
@@ -280,7 +311,7 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     for (int a = 0; a < n; ++a) {
         const int i = a < kc ? st.good[a] : st.hidden[a - kc];
         if (a + 2 < n) src.prefetch(a + 2 < kc ? st.good[a + 2] : st.hidden[a + 2 - kc]);
-        W* col = A + static_cast<size_t>(a) * n;
+        W* col = A + static_cast<size_t>(a) * ld;
         col[a] = static_cast<W>(src.value(i, i) + diag_add(i));
         if (a + 1 < kc)
             src.fill(i, st.good.data() + a + 1, kc - a - 1, col + a + 1, s.run_good.data() + a + 1);
@@ -322,7 +353,7 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
         if (h + 1 < kp) src.prefetch(st.hidden[h + 1]);
         if (g0 < kc)
             src.fill_transposed(j, st.good.data() + g0, kc - g0,
-                                A + static_cast<size_t>(g0) * n + kc + h, static_cast<size_t>(n),
+                                A + static_cast<size_t>(g0) * ld + kc + h, static_cast<size_t>(ld),
                                 s.run_good.data() + g0);
     }
     return norm11 && kc > 0 ? static_cast<double>(*std::max_element(colsum, colsum + kc)) : 0.0;
@@ -351,39 +382,40 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     const bool norm11 = pocon11 || ice11;   // the C_kk estimate needs ||C_kk||_1
     const double anorm = build_bordered(src, st, opt, reg, norm11, s);
     W* A = s.K.data();
-    L.potrf(&Lc, &n, A, &n, &info);
+    int ld = bordered_ld<W>(n);
+    L.potrf(&Lc, &n, A, &ld, &info);
     if (info != 0) return false;
-    W* L22 = A + static_cast<size_t>(kc) * n + kc;
+    W* L22 = A + static_cast<size_t>(kc) * ld + kc;
     if (check_rcond) {
         // C_kk: 1 / (||C_kk||_1 rho), rho from ICE and one solve (see inv_norm2_est)
         if (ice11) {
             const double rc11 = 1.0 / (static_cast<double>(static_cast<W>(anorm)) *
-                                       inv_norm2_est(L, A, kc, n, s.work.data()));
+                                       inv_norm2_est(L, A, kc, ld, s.work.data()));
             if (!(rc11 >= rcond_min<W>())) return false;
         } else if (pocon11) {   // benchmarks only: 1 / (||C_kk||_1 est||C_kk^-1||_1), as ?pocon
             const double rc11 = 1.0 / (static_cast<double>(static_cast<W>(anorm)) *
-                                       inv_norm1_est(L, A, kc, n, true, s.work.data(), s.iwork.data()));
+                                       inv_norm1_est(L, A, kc, ld, true, s.work.data(), s.iwork.data()));
             if (!(rc11 >= rcond_min<W>())) return false;
         } else {   // benchmarks only: see guard_triangular_estimate
-            const double rt = tri_rcond1(L, A, kc, n, s.work.data(), s.iwork.data());
+            const double rt = tri_rcond1(L, A, kc, ld, s.work.data(), s.iwork.data());
             if (!(rt * rt >= rcond_min<W>())) return false;
         }
         // cond(P) = cond(L22)^2 (2-norm; the 1-norm estimate of L22 squared stands for it)
-        const double rc = tri_rcond1(L, L22, kp, n, s.work.data(), s.iwork.data());
+        const double rc = tri_rcond1(L, L22, kp, ld, s.work.data(), s.iwork.data());
         if (!(rc * rc >= rcond_min<W>())) return false;
     }
     for (int a = 0; a < kc; ++a)
         s.z[a] = static_cast<W>(st.data[st.good[a]] - src.mean(st.good[a]));
-    L.trsv(&Lc, &N, &N, &kc, A, &n, s.z.data(), &ione);  // z = L11^-1 (x_k - mu_k)
+    L.trsv(&Lc, &N, &N, &kc, A, &ld, s.z.data(), &ione);  // z = L11^-1 (x_k - mu_k)
     double chi2 = 0;
     for (int a = 0; a < kc; ++a) chi2 += static_cast<double>(s.z[a]) * static_cast<double>(s.z[a]);
-    L.gemv(&N, &kp, &kc, &wone, A + kc, &n, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
+    L.gemv(&N, &kp, &kc, &wone, A + kc, &ld, s.z.data(), &ione, &wzero, s.pred.data(), &ione);
     {   // diag(P) from the rows of L22, read down its columns (contiguous): each row's sum
         // of squares still runs over c = 0, 1, ..., h in that order
         s.pacc.assign(static_cast<size_t>(kp), 0.0);
         double* __restrict acc = s.pacc.data();
         for (int c = 0; c < kp; ++c) {
-            const W* __restrict col = L22 + static_cast<size_t>(c) * n;
+            const W* __restrict col = L22 + static_cast<size_t>(c) * ld;
             for (int h = c; h < kp; ++h) {
                 const double v = col[h];
                 acc[h] += v * v;
@@ -397,14 +429,14 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
             for (int h = 0; h <= g; ++h) {
                 double acc = 0;
                 for (int c = 0; c <= h; ++c)
-                    acc += static_cast<double>(L22[static_cast<size_t>(c) * n + g]) *
-                           static_cast<double>(L22[static_cast<size_t>(c) * n + h]);
+                    acc += static_cast<double>(L22[static_cast<size_t>(c) * ld + g]) *
+                           static_cast<double>(L22[static_cast<size_t>(c) * ld + h]);
                 res.pcov[static_cast<size_t>(g) * kp + h] = acc;
                 res.pcov[static_cast<size_t>(h) * kp + g] = acc;
             }
     }
     for (int h = 0; h < kp; ++h) s.q[h] = static_cast<W>(st.psf[st.hidden[h]]);
-    L.potrs(&Lc, &kp, &ione, L22, &n, s.q.data(), &kp, &info);  // q = P^-1 p
+    L.potrs(&Lc, &kp, &ione, L22, &ld, s.q.data(), &kp, &info);  // q = P^-1 p
     if (info != 0) return false;
     double var = 0, var_diag = 0, rnum = 0, pnum = 0;
     for (int h = 0; h < kp; ++h) {
