@@ -13,10 +13,12 @@ the star batches' core-seconds (``meta["cloudcov"]["core_seconds_stars"]``) and 
 only as far as its last read column; or every entry computed and written) and compares the
 stack sweep's core-seconds (``core_seconds_stack``); ``--switch stack-tail`` likewise for the
 AVX-512 row loop's scalar last lane (``_core.set_stack_scalar_tail``: Np = 33's 65 shifts as
-8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes). The order of on and
-off swaps every repeat.
+8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes); ``--switch
+stack-lines`` for the ring writes of only the cache lines holding the slots the stamps read in
+each read column (``_core.set_stack_write_windows``; off: every slot of the read columns). The
+order of on and off swaps every repeat.
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail] [--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -45,6 +47,8 @@ SWITCHES = {
                      "stack", "stack sweep"),
     "stack-tail": (_core.set_stack_scalar_tail, "scalar last lane of the AVX-512 stack rows",
                    "stack", "stack sweep"),
+    "stack-lines": (_core.set_stack_write_windows,
+                    "stack writes of the lines holding the read slots only", "stack", "stack sweep"),
 }
 
 
@@ -59,6 +63,7 @@ def run(args, threads, on, switch="prefetch"):
         setter(True)
     m = out.meta["cloudcov"]
     return dict(cpu=cpu, stars=m["core_seconds_stars"], stack=m["core_seconds_stack"],
+                written=m["stack_values_written"], computed=m["stack_values"],
                 cols={c: np.asarray(out[c]) for c in COLUMNS})
 
 
@@ -86,13 +91,15 @@ def main(argv=None):
                 res[on].append(run(inputs, args.threads, on, args.switch))
         same = all(np.array_equal(a["cols"][c], b["cols"][c], equal_nan=True)
                    for a in res[True] for b in res[False] for c in COLUMNS)
-        med = {on: {k: float(np.median([r[k] for r in res[on]])) for k in ("cpu", "stars", "stack")}
-               for on in res}
+        med = {on: {k: float(np.median([r[k] for r in res[on]]))
+                    for k in ("cpu", "stars", "stack", "written", "computed")} for on in res}
         other, olabel = ("stack", "stack sweep") if key == "stars" else ("stars", "star batches")
         say(f"{name}: {label} {med[False][key]:.2f} core-s without the {what}, "
             f"{med[True][key]:.2f} with (x{med[False][key] / med[True][key]:.2f}); whole "
             f"process_ccd {med[False]['cpu']:.2f} -> {med[True]['cpu']:.2f} core-s; {olabel} "
-            f"{med[False][other]:.2f} / {med[True][other]:.2f}; outputs bitwise equal: {same}")
+            f"{med[False][other]:.2f} / {med[True][other]:.2f}; stack values written to the ring "
+            f"{med[False]['written'] / 1e9:.3f} G / {med[True]['written'] / 1e9:.3f} G of "
+            f"{med[True]['computed'] / 1e9:.2f} G computed; outputs bitwise equal: {same}")
         say(f"  {label} per run, off / on: " + ", ".join(
             f"{a[key]:.2f}/{b[key]:.2f}" for a, b in zip(res[False], res[True])))
         if not same:

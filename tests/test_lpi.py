@@ -283,6 +283,27 @@ def test_stack_writes_only_what_stamps_read(example, monkeypatch, kw):
         np.testing.assert_array_equal(np.asarray(few[name]), np.asarray(full[name]), err_msg=name)
 
 
+@pytest.mark.parametrize("kw", [dict(thr=1000, max_memory=60 << 20), dict(thr="auto", dtype="float64")])
+def test_stack_writes_only_the_lines_the_stamps_read(example, monkeypatch, kw):
+    """In each column the stamps read, the sweep writes only the cache lines holding the slots
+    they read (stack_write_windows; overlapping stamps read the union of their windows): from
+    a NaN-poisoned ring every output is bitwise the same as with every slot of the read
+    columns written, and fewer values were written."""
+    import cloudcov.lpi as lpi
+    _poison_ring(monkeypatch, lpi)
+    ex = example
+    args = (ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"], ex["dq"])
+    lines = cc.process_ccd(*args, threads=2, **kw)
+    with core_switch("stack_write_windows", False):
+        cols = cc.process_ccd(*args, threads=2, **kw)
+    ml, mc = lines.meta["cloudcov"], cols.meta["cloudcov"]
+    assert ml["stack_values"] == mc["stack_values"]
+    assert 0 < ml["stack_values_written"] < 0.9 * mc["stack_values_written"]
+    assert np.sum((np.asarray(lines["dnt"]).astype(int) & 64) == 0) >= 45
+    for name in FLOATS + ("kcond0", "kcond", "kpred", "dnt"):
+        np.testing.assert_array_equal(np.asarray(lines[name]), np.asarray(cols[name]), err_msg=name)
+
+
 def test_impute_stack_writes_only_what_stamps_read(example, monkeypatch):
     """LPI imputation's sweep (same ring, same reads) from a NaN-poisoned ring: bitwise the
     same image and std as with every entry written."""
@@ -292,6 +313,9 @@ def test_impute_stack_writes_only_what_stamps_read(example, monkeypatch):
     few = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
     with core_switch("stack_write_read_only", False):
         full = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
+    with core_switch("stack_write_windows", False):   # every slot of the read columns
+        cols = cc.impute(ex["image"], ex["dq"] != 0, method="lpi", rng=0)
     assert np.isfinite(few.image).all()
-    np.testing.assert_array_equal(few.image, full.image)
-    np.testing.assert_array_equal(few.std, full.std)
+    for other in (full, cols):
+        np.testing.assert_array_equal(few.image, other.image)
+        np.testing.assert_array_equal(few.std, other.std)

@@ -766,6 +766,12 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "stack entries their stamps read, summing each row only as far as its last read "
           "column (default on), or compute and write every entry; returns the previous "
           "setting. Results never depend on it.", "on"_a);
+    m.def("set_stack_write_windows",
+          [](bool on) { return cloudcov::stack_write_windows().exchange(on); },
+          "Tests and benchmarks: whether, with set_stack_write_read_only on, the sweeps write "
+          "along columns that one stamp alone reads only the cache lines of the slots it reads "
+          "(default on) or every slot of those columns; returns the previous setting. Results "
+          "never depend on it.", "on"_a);
     m.def("set_stack_scalar_tail",
           [](bool on) { return cloudcov::stack_scalar_tail().exchange(on); },
           "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "

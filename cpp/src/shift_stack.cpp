@@ -148,6 +148,7 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
     stage_.resize(static_cast<size_t>(nt_));
     // ndp - nd spare values: the vector row loop writes all ndp lanes of the last column
     for (auto& st : stage_) st.assign(static_cast<size_t>(ocol_ * nd + (ndp - nd)), T(0));
+    run_starts_.resize(static_cast<size_t>(nt_));
 }
 
 template <class T>
@@ -164,6 +165,7 @@ void StackStream<T>::set_readers(std::vector<std::pair<idx, idx>> origins) {
         require(origins[k].first >= origins[k - 1].first, "stamp origins must be sorted by row");
     readers_ = std::move(origins);
     read_only_ = stack_write_read_only().load();
+    for (auto& g : groups_) g.windows = read_only_ && stack_write_windows().load();
 }
 
 template <class T>
@@ -198,6 +200,7 @@ void StackStream<T>::compute_rows(idx r_end) {
             g.r_begin = done_;
             g.r_end = r_end;
             g.stage = stage_[static_cast<size_t>(tid)].data();
+            g.run_starts = &run_starts_[static_cast<size_t>(tid)];
             g.readers = read_only_ ? round_.data() : nullptr;
             run_group<T>(g, stack_.data + drow * stack_.group_stride());
         },
