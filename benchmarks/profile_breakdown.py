@@ -17,8 +17,8 @@ with and without it, alternated, and the ``strsv`` its condition estimates are m
   symbol left out of line;
 - cloudcov loop: the rest of cloudcov's own code (stamps, pixel classes, diag(P), the solve
   set-up, result arrays);
-- estimates and solves: cloudcov's condition-estimate loops around LAPACK (``inv_norm2_est``,
-  ``inv_norm1_est``, ``tri_rcond1``) and the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
+- estimates and solves: cloudcov's condition-estimate loops around LAPACK (``inv_norm2_est``
+  with its ``dot_fixed``, ``inv_norm1_est``, ``tri_rcond1``) and the other OpenBLAS / LAPACK routines (``?laic1`` with ``?dot`` and one
   ``?trsv`` for the C_kk condition estimate, ``?lacn2`` with ``?trsv`` for P's,
   ``?trsv``/``?gemv`` for z and the prediction, ...);
 - other: Python, the kernel, libc (mostly the set-up of the field and its stack, not per star).
@@ -47,6 +47,8 @@ NSTAR = 60   # stars per call in profile_perstar.py
 
 CHOLESKY = re.compile(r"^(sgemm_|strsm_|ssyrk|spotf2|spotrf|spotrs|slauum|strmm_)")
 MKL_SOLVES = re.compile(r"(trsv|gemv|lacn2|lacon|laic1|dot|axpy|scal|amax|asum|nrm2|copy_?$)")
+#: the guard's fixed-order dot product (simd.hpp): its dispatcher and its per-level bodies
+DOT_FIXED = re.compile(r"^(float |double )?cloudcov::(\w+::)?dot_fixed\b")
 STAGES = ("Cholesky", "gather", "cloudcov loop", "estimates and solves", "other")
 
 
@@ -55,7 +57,8 @@ def stage(sym, dso):
     if "_core" in dso:
         if sym.startswith(("cloudcov::StackCov", "cloudcov::detail::build_bordered")):
             return "gather"
-        if sym.startswith(("cloudcov::detail::inv_norm", "cloudcov::detail::tri_rcond")):
+        if sym.startswith(("cloudcov::detail::inv_norm", "cloudcov::detail::tri_rcond")) or \
+                DOT_FIXED.match(sym):
             return "estimates and solves"
         return "cloudcov loop"
     if "openblas" in dso and "openblas64" not in dso and "thread_server" not in sym:   # scipy's, the one _core calls

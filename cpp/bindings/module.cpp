@@ -22,6 +22,7 @@
 #include "cloudcov/pixel_classes.hpp"
 #include "cloudcov/prefetch.hpp"
 #include "cloudcov/shift_stack.hpp"
+#include "cloudcov/simd.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -713,6 +714,28 @@ py::tuple guard_estimates_t(py::array a, const cloudcov::LapackFns<W>& L) {
     return py::make_tuple(rho, est1);
 }
 
+template <class W>
+double dot_fixed_t(const py::array& v, const py::array& w) {
+    const W* pv = static_cast<const W*>(v.data());
+    const W* pw = static_cast<const W*>(w.data());
+    const int m = static_cast<int>(v.shape(0));
+    return static_cast<double>(cloudcov::dot_fixed(pv, pw, m));
+}
+
+double dot_fixed(py::array v, py::array w) {
+    for (const auto* a : {&v, &w}) {
+        const char* name = a == &v ? "v" : "w";
+        if (a->ndim() != 1) throw std::invalid_argument(std::string(name) + ": expected a 1-d array");
+        if (!(a->flags() & py::array::c_style))
+            throw std::invalid_argument(std::string(name) + ": expected a contiguous array");
+    }
+    if (v.shape(0) != w.shape(0)) throw std::invalid_argument("v, w: lengths differ");
+    if (v.shape(0) > (1 << 30)) throw std::invalid_argument("v: longer than 2**30");
+    if (is_dtype<float>(v) && is_dtype<float>(w)) return dot_fixed_t<float>(v, w);
+    if (is_dtype<double>(v) && is_dtype<double>(w)) return dot_fixed_t<double>(v, w);
+    throw std::invalid_argument("v, w: expected both float32 or both float64");
+}
+
 py::tuple guard_estimates(py::array l) {
     if (l.ndim() != 2 || l.shape(0) != l.shape(1) || l.shape(0) < 1)
         throw std::invalid_argument("l: expected a non-empty square 2-d array");
@@ -789,7 +812,12 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "(?trcon) estimate of its Cholesky factor instead of the incremental estimate (default "
           "off; takes precedence over set_guard_pocon_estimate); returns the previous setting. "
           "Changes which stars the guard re-solves.", "on"_a);
-    m.def("simd_level", &cloudcov::shift_stack_simd_level, "SIMD path of the stack kernel.");
+    m.def("simd_level", &cloudcov::shift_stack_simd_level,
+          "SIMD path of the stack kernel and the guard's dot products (simd.hpp).");
+    m.def("dot_fixed", &dot_fixed,
+          "Tests: the guard's fixed-order dot product (simd.hpp: 64 partial sums, then a "
+          "fixed pairwise tree, no fused multiply-add) at this process's SIMD level; "
+          "returned as a Python float.", "v"_a, "w"_a);
     m.def("use_scipy_lapack", &load_lapack, "Point the LAPACK table at scipy's (the default).");
     m.def("set_lapack", &set_lapack, "Point the LAPACK table at routines given by address.", "addresses"_a);
     m.def("lapack_potrf", &lapack_potrf, "?potrf (lower, in place) of the leading n x n block of a through the LAPACK table.",

@@ -1,13 +1,12 @@
 #include "cloudcov/shift_stack.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 #include "cloudcov/boxcar.hpp"
 #include "cloudcov/errors.hpp"
 #include "cloudcov/parallel.hpp"
+#include "cloudcov/simd.hpp"
 
 namespace cloudcov {
 
@@ -26,45 +25,17 @@ CLOUDCOV_DECLARE_LEVEL(avx512)
 
 namespace {
 
-enum class Level { baseline, avx2, avx512 };
-
-// The best level this CPU runs, capped by the environment variable CLOUDCOV_SIMD
-// ("baseline" or "avx2", read once at import; for testing every code path on one machine).
-Level cap_level(Level best) {
-    const char* env = std::getenv("CLOUDCOV_SIMD");
-    if (env == nullptr) return best;
-    if (std::strcmp(env, "baseline") == 0) return Level::baseline;
-    if (std::strcmp(env, "avx2") == 0 && best == Level::avx512) return Level::avx2;
-    return best;
-}
-
-Level best_level() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-#ifdef CLOUDCOV_HAVE_AVX512
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl"))
-        return Level::avx512;
-#endif
-#ifdef CLOUDCOV_HAVE_AVX2
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Level::avx2;
-#endif
-#endif
-    return Level::baseline;
-}
-
-const Level kLevel = cap_level(best_level());
-
 template <class T>
 void run_group(const detail::GroupArgs& g, T* out) {
-    switch (kLevel) {
+    static const SimdLevel level = simd_level();
+    switch (level) {
 #ifdef CLOUDCOV_HAVE_AVX512
-        case Level::avx512:
+        case SimdLevel::avx512:
             avx512::stack_group<T>(g, out);
             return;
 #endif
 #ifdef CLOUDCOV_HAVE_AVX2
-        case Level::avx2:
+        case SimdLevel::avx2:
             avx2::stack_group<T>(g, out);
             return;
 #endif
@@ -75,16 +46,7 @@ void run_group(const detail::GroupArgs& g, T* out) {
 
 }  // namespace
 
-const char* shift_stack_simd_level() {
-    switch (kLevel) {
-        case Level::avx512:
-            return "avx512";
-        case Level::avx2:
-            return "avx2";
-        default:
-            return "baseline";
-    }
-}
+const char* shift_stack_simd_level() { return simd_level_name(simd_level()); }
 
 template <class T>
 StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,

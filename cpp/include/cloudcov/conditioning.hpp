@@ -48,6 +48,7 @@
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/pixel_classes.hpp"
 #include "cloudcov/prefetch.hpp"
+#include "cloudcov/simd.hpp"
 #include "cloudcov/views.hpp"
 
 namespace cloudcov {
@@ -158,7 +159,8 @@ double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool sp
 // and gets c at position c. Then ||L^T u|| ~ sigma_min(L) and one ?trsv gives rho, which is
 // >= 1 / (u^T A u) (Cauchy-Schwarz): never below ICE's own estimate.
 // ?laic1 uses its vectors only through alpha = x^T w, so each step computes alpha here, in one
-// pass over column c (fixed-order partial sums), and hands ?laic1 the 1-vectors (alpha) and
+// pass over column c (dot_fixed, simd.hpp: 64 partial sums in a fixed order, the same bits at
+// every SIMD level, vectorised per level), and hands ?laic1 the 1-vectors (alpha) and
 // (1); u is kept as g * ut with the scale g in double, so that a step rescales one number
 // instead of the n - c - 1 entries after c (ut is renormalised when g gets small). The same
 // estimate as ?laic1 on the explicit vectors, up to round-off, at one pass over the factor.
@@ -166,6 +168,10 @@ double inv_norm1_est(const LapackFns<W>& L, const W* fac, int n, int ld, bool sp
 // sets (ut[c] L[c, c - 1], added at step c - 1), so that the steps' chain of ?laic1 calls does
 // not wait for the long sums (profile_perstar.py both, perf, 3 alternations: estimates and
 // solves 0.061-0.064x of the Cholesky against 0.066-0.068x when each step summed its column).
+// dot_fixed's four AVX-512 accumulators instead of one chain of 16 partial sums (the sums
+// bound by the adds' latency; built for the baseline x86-64 they ran in SSE2): estimates and
+// solves 0.053-0.057x against 0.057-0.062x (4 alternations; in process_ccd 0.055-0.059x
+// against 0.063x, 2 runs each).
 // work: 2 n values. +inf if the solve overflows.
 template <class W>
 double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work) {
@@ -184,17 +190,7 @@ double inv_norm2_est(const LapackFns<W>& L, const W* fac, int n, int ld, W* work
     // not change (it sets ut[c + 1] and rescales g): it is summed one step ahead, beside that
     // step's ?laic1, so that a step waits only for ut[c + 1] * L[c + 1, c].
     const auto partial = [&](int c) {   // sum_{i >= c + 2} ut[i] L[i, c] (fixed order)
-        const W* __restrict w = fac + static_cast<size_t>(c) * ld + c + 2;
-        const W* __restrict v = ut + c + 2;
-        const int m = n - 2 - c;
-        W part[16] = {};   // independent partial sums (vectorisable; fixed order)
-        int i = 0;
-        for (; i + 16 <= m; i += 16)
-            for (int t = 0; t < 16; ++t) part[t] += v[i + t] * w[i + t];
-        for (; i < m; ++i) part[0] += v[i] * w[i];
-        W dot = 0;
-        for (int t = 0; t < 16; ++t) dot += part[t];
-        return dot;
+        return dot_fixed(ut + c + 2, fac + static_cast<size_t>(c) * ld + c + 2, n - 2 - c);
     };
     W rest = 0;   // column n - 2 has nothing below row n - 1
     for (int c = n - 2; c >= 0; --c) {
