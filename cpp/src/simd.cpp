@@ -45,8 +45,7 @@ SimdLevel best_level() {
 
 template <class W>
 W dispatch_dot(const W* v, const W* w, int m) {
-    static const SimdLevel level = simd_level();
-    switch (level) {
+    switch (simd_level()) {   // its level is computed once
 #ifdef CLOUDCOV_HAVE_AVX512
         case SimdLevel::avx512:
             return avx512::dot_fixed<W>(v, w, m);
