@@ -52,9 +52,16 @@ DOT_FIXED = re.compile(r"^(float |double )?cloudcov::(\w+::)?dot_fixed\b")
 STAGES = ("Cholesky", "gather", "cloudcov loop", "estimates and solves", "other")
 
 
+def is_cloudcov_core(dso):
+    """Whether a sample's shared object is cloudcov's extension (``_core.cpython-*.so``), by its
+    file name: MKL's ``libmkl_core.so`` also holds ``_core`` (its LAPACK drivers, ``?laic1``
+    among them, had been counted as cloudcov's loop)."""
+    return pathlib.PurePosixPath(dso.strip("()[] ")).name.startswith("_core.")
+
+
 def stage(sym, dso):
     """Stage of one sample from its symbol and shared object."""
-    if "_core" in dso:
+    if is_cloudcov_core(dso):
         if sym.startswith(("cloudcov::StackCov", "cloudcov::detail::build_bordered")):
             return "gather"
         if sym.startswith(("cloudcov::detail::inv_norm", "cloudcov::detail::tri_rcond")) or \

@@ -35,7 +35,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _provenance import load_note, provenance, write_result  # noqa: E402
-from profile_breakdown import perf_window, symbol_lines, stage as star_stage  # noqa: E402
+from profile_breakdown import is_cloudcov_core, perf_window, symbol_lines, stage as star_stage  # noqa: E402
 
 HERE = pathlib.Path(__file__).parent
 STAGES = ("stack arithmetic", "stack writes", "Cholesky", "gather", "cloudcov loop",
@@ -57,7 +57,7 @@ print(f"META {m['core_seconds_stack']} {m['core_seconds_stars']} {m['nstrips']}"
 
 def stage(sym, dso):
     """Stage of one sample from its symbol and shared object."""
-    if "_core" in dso:
+    if is_cloudcov_core(dso):
         if "store_row" in sym:
             return "stack writes"
         if ("stack_group" in sym or "group_impl" in sym or "rows_registers" in sym or "needed_end" in sym

@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCH))
 
 from _provenance import Report  # noqa: E402
 from profile_breakdown import stage  # noqa: E402
+from profile_ccd import stage as ccd_stage  # noqa: E402
 
 
 def test_report_prints_keeps_and_writes_atomically(tmp_path, capsys):
@@ -63,12 +64,19 @@ def test_report_writes_into_a_fifo_without_replacing_it(tmp_path):
     ("sgemm_kernel_SKYLAKEX", "libscipy_openblas-6cdc3b4a.so", "Cholesky"),
     ("sdot_k_SKYLAKEX", "libscipy_openblas-6cdc3b4a.so", "estimates and solves"),
     ("_PyEval_EvalFrameDefault", "libpython3.11.so.1.0", "other"),
+    # perf names the object by its path; MKL's libmkl_core is not cloudcov's _core
+    ("cloudcov::detail::build_bordered<float, cloudcov::StackCov<float> >",
+     "/venv/lib/python3.11/site-packages/cloudcov/_core.cpython-311-x86_64-linux-gnu.so", "gather"),
+    ("mkl_lapack_slaic1", "/venv/lib/libmkl_core.so.2", "estimates and solves"),
+    ("mkl_lapack_spotrf", "/venv/lib/libmkl_core.so.2", "Cholesky"),
+    ("mkl_blas_avx512_xstrsv_kernel_lnn", "/venv/lib/libmkl_avx512.so.2", "estimates and solves"),
 ])
 def test_profile_stage_of_each_symbol(sym, dso, want):
     """profile_breakdown.py (and profile_ccd.py) count the bordered matrix's assembly as the
     gather: since it became detail::build_bordered, with StackCov::fill inlined into it, the
     profiles had reported the gather as 0.0%."""
     assert stage(sym, dso) == want
+    assert ccd_stage(sym, dso) == want   # the whole-CCD profile sorts star-stage symbols alike
 
 
 def test_spotrf_floor_counts_only_the_factorising_thread():
