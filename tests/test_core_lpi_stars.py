@@ -1,4 +1,6 @@
 """The per-star batch kernel (_core.lpi_stars) against the public per-star functions."""
+import contextlib
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -91,3 +93,62 @@ def test_batch_rejects_stamp_outside_tile(rng):
     rows[0] = 2
     with pytest.raises(ValueError, match="star 0"):
         run_batch(x, stars, bad, rows, cols, psf, flux, circ, Np, w)
+
+
+@contextlib.contextmanager
+def star_group(g):
+    """Inside the block the per-star stage conditions ``g`` stars at a time
+    (``_core.set_star_group``); the default (2) is checked on entry and restored on exit."""
+    assert _core.set_star_group(g) == 2, "_core.set_star_group: expected its default 2 on entry"
+    try:
+        yield
+    finally:
+        assert _core.set_star_group(2) == g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_star_group_invariance(rng, dtype, threads):
+    """Stars conditioned in groups (their bordered matrices gathered, then factorised back to
+    back: condition_group) give bitwise the results of one star after the other, for every
+    group size, a last group left partial (13 stars), a star with nothing to predict among the
+    others (dnt 64: no factorisation) and either thread count."""
+    Np, w = 11, 21
+    args = list(scene(rng, dtype, nstar=13, Np=Np, w=w))
+    args[5] = args[5].copy()
+    args[5][4] *= 1e-4   # star 4: PSF x flux below thr everywhere, no hidden pixel
+    with star_group(1):
+        ref = run_batch(*args, Np, w, threads=threads)
+    assert ref["kpred"][4] == 0 and ref["dnt"][4] & 64 and np.all(ref["kpred"][5:] > 0)
+    for g in (2, 3, 5, 8):
+        with star_group(g):
+            got = run_batch(*args, Np, w, threads=threads)
+        for key in ref:
+            np.testing.assert_array_equal(got[key], ref[key], err_msg=f"g={g} {key}")
+
+
+def test_star_group_with_guard_retries_and_unstable_stars():
+    """The group schedule with stars the guard redoes in float64 (dnt bit 4: the triangular C_kk
+    estimate re-solves 18 of the example's 49 stars at thr=1000) gives bitwise the results of
+    one star after the other."""
+    from conftest import core_switch
+    from cloudcov.example import load_example
+    ex = load_example()
+    args = (ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"], ex["dq"])
+    cols = ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred", "cchi2", "kcond", "kpred", "dnt")
+    with core_switch("guard_triangular_estimate", True):
+        with star_group(1):
+            ref = cc.process_ccd(*args, thr=1000, threads=2)
+        assert np.sum(np.asarray(ref["dnt"]).astype(int) & 4 != 0) >= 5
+        for g in (2, 3, 4):
+            with star_group(g):
+                got = cc.process_ccd(*args, thr=1000, threads=2)
+            for c in cols:
+                np.testing.assert_array_equal(np.asarray(got[c]), np.asarray(ref[c]), err_msg=f"g={g} {c}")
+
+
+@pytest.mark.parametrize("g", [0, -1, 9])
+def test_set_star_group_rejects_out_of_range(g):
+    with pytest.raises(ValueError, match=r"g: stars conditioned at a time must be in \[1, 8\]"):
+        _core.set_star_group(g)
+    assert _core.set_star_group(2) == 2   # unchanged

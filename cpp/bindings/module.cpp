@@ -771,6 +771,18 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     m.def("stack_sweep_compute", &stack_sweep_compute,
           "Benchmarks: the stack sweep of a tile computed but not stored; returns the values.",
           "image"_a, "Np"_a, "wrow"_a, "wcol"_a, "nthreads"_a = 1);
+    m.def("set_star_group",
+          [](int g) {
+              if (g < 1 || g > cloudcov::kMaxStarGroup)
+                  throw py::value_error("g: stars conditioned at a time must be in [1, " +
+                                        std::to_string(cloudcov::kMaxStarGroup) + "], got " +
+                                        std::to_string(g));
+              return cloudcov::star_group().exchange(g);
+          },
+          "Benchmarks and tests: how many stars the per-star stage conditions at a time (their "
+          "bordered matrices gathered, then factorised back to back; default 2; 1: one star "
+          "after the other); returns the previous setting. Results never depend on it.",
+          "g"_a);
     m.def("set_gather_prefetch",
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "

@@ -58,9 +58,9 @@ void check_stamps(const StarBatch<T>& b) {
     }
 }
 
+// Star k's stamps, pixel classes and covariance lookup into t; returns its pixel counts.
 template <class T>
-void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, StarThread<T>& t,
-              const Lapack& lp) {
+PixelCounts stamp_star(const StarBatch<T>& b, std::int64_t k, StarThread<T>& t) {
     const idx Np = b.Np, h = (Np - 1) / 2, npix = Np * Np;
     const idx drow = (b.wrow - 1) / 2, dcol = (b.wcol - 1) / 2;
     const idx R = b.rows[k], C = b.cols[k];
@@ -111,9 +111,20 @@ void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, Sta
     sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
     sc.julia_compat = b.julia_compat;
     sc.prepare();
+    return pc;
+}
+
+template <class T>
+CondOptions star_options(const StarBatch<T>& b) {
     CondOptions opt = b.opt;
     opt.keep_prediction = b.xbar_out != nullptr;
-    CondResult r = condition_star<T>(sc, st, opt, lp, t.ws);
+    return opt;
+}
+
+// Star k's outputs.
+template <class T>
+void store_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k,
+                const PixelCounts& pc, const StarStamp& st, const CondResult& r) {
     if (b.xbar_out && !(r.dnt & DNT_UNSTABLE) && r.xbar.size() == st.hidden.size()) {
         std::copy(r.xbar.begin(), r.xbar.end(), b.xbar_out + b.xbar_offset[k]);
         std::copy(r.pcov.begin(), r.pcov.end(), b.pcov_out + b.pcov_offset[k]);
@@ -129,18 +140,57 @@ void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, Sta
     out.dnt[k] = static_cast<std::int8_t>(pc.dnt | r.dnt);
 }
 
-// Thread storage is created lazily by the thread that uses it (first touch on its core).
+template <class T>
+void one_star(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, StarThread<T>& t,
+              const Lapack& lp) {
+    const PixelCounts pc = stamp_star(b, k, t);
+    const CondResult r = condition_star<T>(t.sc, t.st, star_options(b), lp, t.ws);
+    store_star(b, out, k, pc, t.st, r);
+}
+
+// Stars k .. k + g - 1 (condition_group: the same results as one_star on each); t[a] holds
+// star k + a.
+template <class T>
+void group_stars(const StarBatch<T>& b, const StarOutputs& out, std::int64_t k, int g,
+                StarThread<T>* const* t, const Lapack& lp) {
+    PixelCounts pc[kMaxStarGroup];
+    const StackCov<T>* src[kMaxStarGroup];
+    const StarStamp* st[kMaxStarGroup];
+    Workspace* ws[kMaxStarGroup];
+    CondResult r[kMaxStarGroup];
+    for (int a = 0; a < g; ++a) {
+        pc[a] = stamp_star(b, k + a, *t[a]);
+        src[a] = &t[a]->sc;
+        st[a] = &t[a]->st;
+        ws[a] = &t[a]->ws;
+    }
+    condition_group<T>(g, src, st, star_options(b), lp, ws, r);
+    for (int a = 0; a < g; ++a) store_star(b, out, k + a, pc[a], t[a]->st, r[a]);
+}
+
+// Thread storage is created lazily by the thread that uses it (first touch on its core):
+// star_group() stores per thread, each with its stamps and LAPACK scratch.
 template <class T>
 void run_stars(const StarBatch<T>& b, const StarOutputs& out, WorkerPool& pool,
                std::vector<std::unique_ptr<StarThread<T>>>& th) {
     check_stamps(b);
     const Lapack& lp = lapack_table();
     const idx npix = b.Np * b.Np;
-    th.resize(static_cast<size_t>(pool.size()));
-    pool.run(b.n, [&](std::int64_t k, int tid) {
-        auto& t = th[static_cast<size_t>(tid)];
-        if (!t) t = std::make_unique<StarThread<T>>(npix);
-        one_star<T>(b, out, k, *t, lp);
+    const int g = std::clamp(star_group().load(std::memory_order_relaxed), 1, kMaxStarGroup);
+    th.resize(std::max(th.size(), static_cast<size_t>(pool.size()) * g));
+    pool.run((b.n + g - 1) / g, [&](std::int64_t p, int tid) {
+        const std::int64_t k = p * g;
+        const int m = static_cast<int>(std::min<std::int64_t>(g, b.n - k));
+        StarThread<T>* t[kMaxStarGroup];
+        for (int a = 0; a < m; ++a) {
+            auto& slot = th[static_cast<size_t>(tid) * g + a];
+            if (!slot) slot = std::make_unique<StarThread<T>>(npix);
+            t[a] = slot.get();
+        }
+        if (m == 1)
+            one_star<T>(b, out, k, *t[0], lp);
+        else
+            group_stars<T>(b, out, k, m, t, lp);
     });
 }
 

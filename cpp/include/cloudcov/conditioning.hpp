@@ -355,13 +355,49 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     return norm11 && kc > 0 ? static_cast<double>(*std::max_element(colsum, colsum + kc)) : 0.0;
 }
 
+// One attempt (condition_attempt) in three phases, so that two stars' attempts can be
+// interleaved (condition_group): attempt_build gathers the bordered matrix, attempt_factor
+// factorises it, attempt_finish judges and solves. Each star's arithmetic is the same in
+// either order.
+struct AttemptPlan {
+    bool ok = false;          // something to condition on and something to predict
+    bool tri11 = false, pocon11 = false, ice11 = false;
+    double anorm = 0;         // ||C_kk||_1 (ice11 or pocon11)
+    int info = 0;             // ?potrf's info
+};
+
 template <class W, class Source>
-bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
-                       const LapackFns<W>& L, double reg, bool check_rcond, CondScratch<W>& s,
-                       CondResult& res) {
+AttemptPlan attempt_build(const Source& src, const StarStamp& st, const CondOptions& opt,
+                          double reg, bool check_rcond, CondScratch<W>& s) {
+    AttemptPlan p;
+    const int kc = static_cast<int>(st.good.size());
+    const int kp = static_cast<int>(st.hidden.size());
+    if (kc == 0 || kp == 0) return p;
+    p.ok = true;
+    p.tri11 = check_rcond && guard_triangular_estimate().load(std::memory_order_relaxed);
+    p.pocon11 = check_rcond && !p.tri11 && guard_pocon_estimate().load(std::memory_order_relaxed);
+    p.ice11 = check_rcond && !p.tri11 && !p.pocon11;
+    const bool norm11 = p.pocon11 || p.ice11;   // the C_kk estimate needs ||C_kk||_1
+    p.anorm = build_bordered(src, st, opt, reg, norm11, s);
+    return p;
+}
+
+template <class W>
+void attempt_factor(const StarStamp& st, const LapackFns<W>& L, CondScratch<W>& s, AttemptPlan& p) {
+    if (!p.ok) return;
+    char Lc = 'L';
+    int n = static_cast<int>(st.good.size() + st.hidden.size());
+    int ld = bordered_ld<W>(n);
+    L.potrf(&Lc, &n, s.K.data(), &ld, &p.info);
+}
+
+template <class W, class Source>
+bool attempt_finish(const Source& src, const StarStamp& st, const CondOptions& opt,
+                    const LapackFns<W>& L, const AttemptPlan& plan, bool check_rcond,
+                    CondScratch<W>& s, CondResult& res) {
+    if (!plan.ok || plan.info != 0) return false;
     int kc = static_cast<int>(st.good.size());
     int kp = static_cast<int>(st.hidden.size());
-    if (kc == 0 || kp == 0) return false;
     int n = kc + kp;
     ensure_size(s.z, static_cast<size_t>(kc));
     ensure_size(s.pred, static_cast<size_t>(kp));
@@ -372,15 +408,10 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     char Lc = 'L', N = 'N';
     int info = 0, ione = 1;
     W wone = 1, wzero = 0;
-    const bool tri11 = check_rcond && guard_triangular_estimate().load(std::memory_order_relaxed);
-    const bool pocon11 = check_rcond && !tri11 && guard_pocon_estimate().load(std::memory_order_relaxed);
-    const bool ice11 = check_rcond && !tri11 && !pocon11;
-    const bool norm11 = pocon11 || ice11;   // the C_kk estimate needs ||C_kk||_1
-    const double anorm = build_bordered(src, st, opt, reg, norm11, s);
+    const bool pocon11 = plan.pocon11, ice11 = plan.ice11;   // else the triangular estimate
+    const double anorm = plan.anorm;
     W* A = s.K.data();
     int ld = bordered_ld<W>(n);
-    L.potrf(&Lc, &n, A, &ld, &info);
-    if (info != 0) return false;
     W* L22 = A + static_cast<size_t>(kc) * ld + kc;
     if (check_rcond) {
         // C_kk: 1 / (||C_kk||_1 rho), rho from ICE and one solve (see inv_norm2_est)
@@ -460,34 +491,31 @@ bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions
     return true;
 }
 
-}  // namespace detail
+template <class W, class Source>
+bool condition_attempt(const Source& src, const StarStamp& st, const CondOptions& opt,
+                       const LapackFns<W>& L, double reg, bool check_rcond, CondScratch<W>& s,
+                       CondResult& res) {
+    AttemptPlan p = attempt_build(src, st, opt, reg, check_rcond, s);
+    attempt_factor(st, L, s, p);
+    return attempt_finish(src, st, opt, L, p, check_rcond, s, res);
+}
 
-// Condition one star. T is the working precision (float or double); see the header comment
-// for the guard. Never throws for numerical trouble: it is reported through res.dnt.
+// What condition_star does after its first attempt failed (see the header comment): float64,
+// then float64 with lambda * I added to the diagonal.
 template <class T, class Source>
-CondResult condition_star(const Source& src, const StarStamp& st, const CondOptions& opt,
-                          const Lapack& lp, Workspace& ws) {
-    CondResult res;
+CondResult condition_retry(const Source& src, const StarStamp& st, const CondOptions& opt,
+                           const Lapack& lp, Workspace& ws) {
     auto fail = [&](int bits) {
         CondResult bad;
         bad.dnt = bits;
         return bad;
     };
-    bool first_ok;
-    if constexpr (std::is_same_v<T, float>)
-        first_ok = detail::condition_attempt<float>(src, st, opt, lp.s, 0.0, opt.guard, ws.s, res);
-    else
-        first_ok = detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, opt.guard, ws.d, res);
-    if (first_ok) {
-        res.precision = std::is_same_v<T, float> ? 32 : 64;
-        return res;
-    }
     // Nothing to condition on or nothing to predict: no retry can help, so the guard has not
     // changed anything (bit 4 is only for solves it redid).
     if (!opt.guard || st.good.empty() || st.hidden.empty()) return fail(DNT_UNSTABLE);
+    CondResult res;
     if constexpr (std::is_same_v<T, float>) {
-        res = CondResult();
-        if (detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, true, ws.d, res)) {
+        if (condition_attempt<double>(src, st, opt, lp.d, 0.0, true, ws.d, res)) {
             res.precision = 64;
             res.dnt = DNT_GUARD;
             return res;
@@ -502,7 +530,7 @@ CondResult condition_star(const Source& src, const StarStamp& st, const CondOpti
     for (int m = -12; m <= -6; ++m) {
         res = CondResult();
         const double reg = mdiag * std::pow(10.0, m);
-        if (detail::condition_attempt<double>(src, st, opt, lp.d, reg, true, ws.d, res)) {
+        if (condition_attempt<double>(src, st, opt, lp.d, reg, true, ws.d, res)) {
             res.precision = 64;
             res.reg = reg;
             res.dnt = DNT_GUARD;
@@ -510,6 +538,64 @@ CondResult condition_star(const Source& src, const StarStamp& st, const CondOpti
         }
     }
     return fail(DNT_GUARD | DNT_UNSTABLE);
+}
+
+}  // namespace detail
+
+// Condition one star. T is the working precision (float or double); see the header comment
+// for the guard. Never throws for numerical trouble: it is reported through res.dnt.
+template <class T, class Source>
+CondResult condition_star(const Source& src, const StarStamp& st, const CondOptions& opt,
+                          const Lapack& lp, Workspace& ws) {
+    CondResult res;
+    bool first_ok;
+    if constexpr (std::is_same_v<T, float>)
+        first_ok = detail::condition_attempt<float>(src, st, opt, lp.s, 0.0, opt.guard, ws.s, res);
+    else
+        first_ok = detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, opt.guard, ws.d, res);
+    if (first_ok) {
+        res.precision = std::is_same_v<T, float> ? 32 : 64;
+        return res;
+    }
+    return detail::condition_retry<T>(src, st, opt, lp, ws);
+}
+
+// How many stars the per-star stage conditions at a time (condition_group), from 1 (one star
+// after the other) to kMaxStarGroup. Benchmarks change it (_core.set_star_group) to compare;
+// results never depend on it.
+constexpr int kMaxStarGroup = 8;
+inline std::atomic<int>& star_group() {
+    static std::atomic<int> g{2};
+    return g;
+}
+
+// g stars (0 < g <= kMaxStarGroup) conditioned as condition_star conditions each (the same
+// arithmetic, the same results), with their first attempts interleaved: all bordered matrices
+// are gathered, then all factorised back to back, then each judged and solved (and redone by
+// the guard if it must). A factorisation that follows another finds LAPACK's working state
+// (its packing buffers) as the last one left it; one that follows a gather, with its ~5 MB of
+// traffic, can find it evicted.
+template <class T, class Source>
+void condition_group(int g, const Source* const* src, const StarStamp* const* st,
+                     const CondOptions& opt, const Lapack& lp, Workspace* const* ws,
+                     CondResult* res) {
+    const LapackFns<T>& L = [&]() -> const LapackFns<T>& {
+        if constexpr (std::is_same_v<T, float>) return lp.s; else return lp.d;
+    }();
+    const auto scratch = [&](int a) -> CondScratch<T>& {
+        if constexpr (std::is_same_v<T, float>) return ws[a]->s; else return ws[a]->d;
+    };
+    detail::AttemptPlan plan[kMaxStarGroup];
+    for (int a = 0; a < g; ++a)
+        plan[a] = detail::attempt_build(*src[a], *st[a], opt, 0.0, opt.guard, scratch(a));
+    for (int a = 0; a < g; ++a) detail::attempt_factor(*st[a], L, scratch(a), plan[a]);
+    for (int a = 0; a < g; ++a) {
+        res[a] = CondResult();
+        if (detail::attempt_finish(*src[a], *st[a], opt, L, plan[a], opt.guard, scratch(a), res[a]))
+            res[a].precision = std::is_same_v<T, float> ? 32 : 64;
+        else
+            res[a] = detail::condition_retry<T>(*src[a], *st[a], opt, lp, *ws[a]);
+    }
 }
 
 // An explicit Np^2 x Np^2 covariance (row-major, read as given) and mean vector.
