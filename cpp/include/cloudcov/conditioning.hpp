@@ -355,7 +355,7 @@ double build_bordered(const Source& src, const StarStamp& st, const CondOptions&
     return norm11 && kc > 0 ? static_cast<double>(*std::max_element(colsum, colsum + kc)) : 0.0;
 }
 
-// One attempt (condition_attempt) in three phases, so that two stars' attempts can be
+// One attempt (condition_attempt) in three phases, so that several stars' attempts can be
 // interleaved (condition_group): attempt_build gathers the bordered matrix, attempt_factor
 // factorises it, attempt_finish judges and solves. Each star's arithmetic is the same in
 // either order.
