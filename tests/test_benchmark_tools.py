@@ -79,6 +79,21 @@ def test_profile_stage_of_each_symbol(sym, dso, want):
     assert ccd_stage(sym, dso) == want   # the whole-CCD profile sorts star-stage symbols alike
 
 
+@pytest.mark.parametrize("sym, want", [
+    ("cloudcov::StackCov<float>::compact_window(std::vector<float, std::allocator<float> >&)", "window copy"),
+    ("cloudcov::StackCov<double>::compact_window(std::vector<double, std::allocator<double> >&)", "window copy"),
+    ("cloudcov::detail::build_bordered<float, cloudcov::StackCov<float> >", "gather"),
+    ("sgemm_kernel_SKYLAKEX", "Cholesky"),
+])
+def test_gather_layout_stage_of_the_window_copy(sym, want):
+    """bench_gather_layout.py counts the compact copy apart from the gather it feeds (the
+    profile's stage for StackCov symbols is the gather)."""
+    from bench_gather_layout import stage_of
+    dso = "libscipy_openblas-6cdc3b4a.so" if sym.startswith("sgemm") else \
+        "/venv/lib/python3.11/site-packages/cloudcov/_core.cpython-311-x86_64-linux-gnu.so"
+    assert stage_of(sym, dso) == want
+
+
 def test_spotrf_floor_counts_only_the_factorising_thread():
     """The floor every per-star ratio is taken against (``_perstar.spotrf_times``) is the
     factorisation's own CPU time: another thread busy at the same time (as BLAS workers that

@@ -136,6 +136,38 @@ def test_gather_prefetch_switch_changes_no_result():
         np.testing.assert_array_equal(on[c], off[c])
 
 
+@pytest.mark.parametrize("kw", [dict(thr=1000), dict(thr=1000, dtype="float64"), dict(thr=1000, julia_compat=True)],
+                         ids=["float32", "float64", "julia_compat"])
+def test_gather_compact_switch_changes_no_result(kw):
+    """_core.set_gather_compact (bench_gather_layout.py: each star's gather reads a compact copy
+    of its stack entries, StackCov::compact_window) changes no output bit of process_ccd,
+    nor of the LPI imputation (its given hidden sets and predictions)."""
+    from cloudcov.example import load_example
+    ex = load_example()
+
+    def run():
+        out = cc.process_ccd(ex["image"], ex["model"], ex["sky"], ex["catalog"], ex["psf"], ex["gain"],
+                             ex["dq"], threads=2, **kw)
+        res = {c: np.asarray(out[c]) for c in ("cflux", "dcflux", "dcflux_diag", "fdb_res", "fdb_pred",
+                                                "cchi2", "kcond", "kpred", "dnt")}
+        if not kw.get("julia_compat"):
+            mask = np.zeros(ex["image"].shape, bool)
+            mask[150:153, 100:140] = True
+            mask[250, 250] = True
+            imp = cc.impute(ex["image"] - ex["model"], mask, method="lpi", n_draw=1, rng=3,
+                            widx=33, threads=2)
+            res["impute"] = np.asarray(imp.image)
+            res["std"] = np.asarray(imp.std)
+            res["draws"] = np.asarray(imp.draws)
+        return res
+
+    ring = run()
+    with core_switch("gather_compact", True):
+        compact = run()
+    for c in ring:
+        np.testing.assert_array_equal(ring[c], compact[c], err_msg=c)
+
+
 def sample_covariance(x, R, C, Np, wr, wc):
     """Explicit eq. 6: samples are the stamp shifted over the boxcar window; unbiased."""
     h, ar, ac = (Np - 1) // 2, (wr - 1) // 2, (wc - 1) // 2

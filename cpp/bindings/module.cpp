@@ -787,6 +787,12 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "
           "the previous setting. Results never depend on it.", "on"_a);
+    m.def("set_gather_compact",
+          [](bool on) { return cloudcov::gather_compact().exchange(on); },
+          "Benchmarks: whether each star's gather first copies its stamp's stack entries into a "
+          "compact per-thread buffer and reads them from there (default off; "
+          "benchmarks/bench_gather_layout.py); returns the previous setting. Results never "
+          "depend on it.", "on"_a);
     m.def("bordered_matrix", &bordered_matrix,
           "Tests: the bordered matrix [[C_kk, C_k,k*], [C_k*,k, C_k*k*]] of one stamp (stamp "
           "pixel (0, 0) at boxcar-output pixel (r0, c0)) as the per-star gather builds it: "

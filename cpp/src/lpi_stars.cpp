@@ -31,6 +31,7 @@ struct StarThread {
     std::vector<std::uint8_t> kmasked, not_good, hidden;
     StarStamp st;
     StackCov<T> sc;
+    std::vector<T> window;   // the stamp's stack entries, with gather_compact() only
     explicit StarThread(idx npix)
         : data(npix), stars(npix), psf(npix), kmasked(npix), not_good(npix), hidden(npix) {
         st.good.reserve(npix);
@@ -111,6 +112,7 @@ PixelCounts stamp_star(const StarBatch<T>& b, std::int64_t k, StarThread<T>& t) 
     sc.N = static_cast<double>(b.wrow) * static_cast<double>(b.wcol);
     sc.julia_compat = b.julia_compat;
     sc.prepare();
+    if (gather_compact().load(std::memory_order_relaxed)) sc.compact_window(t.window);
     return pc;
 }
 

@@ -2,6 +2,7 @@
 // src/perstar.jl; paper eq. 6 with the unbiased N/(N-1) normalisation of the code).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -12,6 +13,16 @@
 #include "cloudcov/views.hpp"
 
 namespace cloudcov {
+
+// Whether each star's gather reads a compact copy of its stamp's stack entries
+// (StackCov::compact_window) instead of the stack itself. Off by default: a benchmark
+// (_core.set_gather_compact, benchmarks/bench_gather_layout.py) switches it on to measure what
+// a sweep writing every star's entries contiguously could save the gather. Results never depend
+// on it.
+inline std::atomic<bool>& gather_compact() {
+    static std::atomic<bool> on{false};
+    return on;
+}
 
 // Covariance of an Np x Np stamp whose pixel (0, 0) sits at boxcar-output pixel (r0, c0).
 // Entries are looked up on demand: value(i, j) for flat stamp indices i, j (row-major).
@@ -33,9 +44,11 @@ struct StackCov {
     std::vector<T> bval;         // boxcar sum at each stamp pixel
     std::vector<double> bd;      // the same in double
     double a_ = 0, c_ = 0;       // N/(N-1) / N and N/(N-1) / N^2
+    idx gstride = 0;             // the step of base/key between shift rows (drow)
 
     void prepare() {
         const idx n = Np * Np;
+        gstride = stack.group_stride();
         base.resize(n);
         key.resize(n);
         bval.resize(n);
@@ -51,6 +64,44 @@ struct StackCov {
         const double fac = N / (N - 1.0);
         a_ = fac / N;
         c_ = fac / (N * N);
+    }
+
+    // Benchmarks only (gather_compact()): copy the entries the gather reads into buf and read
+    // them from there. Layout [ri][drow][ci][cj]: the entries of pixel (ri, ci) with the pixels
+    // (ri + drow, cj) of a later (or, drow = 0, its own) stamp row, so that each shift row's
+    // entries of a stamp row are one contiguous block of Np^2 values, and a pixel's entries for
+    // one later row are Np contiguous values (as in the stack); Np^3 (Np + 1) / 2 values in
+    // all. After the call, base[i][key[j]] and prefetch address buf. Not inlined, and its runs
+    // copied by its own loop rather than calls to libc's memmove, so that a profiler counts the
+    // copy in this symbol.
+#if defined(__clang__)
+    __attribute__((noinline, no_builtin("memcpy", "memmove")))
+#elif defined(__GNUC__)
+    __attribute__((noinline, optimize("no-tree-loop-distribute-patterns")))
+#endif
+    void compact_window(std::vector<T>& buf) {
+        const idx G = Np * Np;
+        buf.resize(static_cast<size_t>(G * (Np * (Np + 1) / 2)));
+        idx blk = 0;   // start of stamp row ri's block
+        for (idx ri = 0; ri < Np; ++ri) {
+            for (idx ci = 0; ci < Np; ++ci) {
+                const idx i = ri * Np + ci;
+                const T* p = base[i] + key[i] - ci;   // pixel i's slot of column cj = 0, drow 0
+                T* row = buf.data() + blk + ci * Np;
+                // drow = 0: the pixels from i on (those before it are read at their own entries)
+                for (idx cj = ci; cj < Np; ++cj) row[cj] = p[cj];
+                for (idx d = 1; d < Np - ri; ++d) {
+                    const T* __restrict src = p + d * gstride;
+                    T* __restrict dst = row + d * G;
+                    for (idx cj = 0; cj < Np; ++cj) dst[cj] = src[cj];
+                }
+            }
+            for (idx ci = 0; ci < Np; ++ci)
+                base[ri * Np + ci] = buf.data() + blk + ci * Np - ri * G;
+            blk += (Np - ri) * G;
+        }
+        for (idx j = 0; j < G; ++j) key[j] = (j / Np) * G + j % Np;
+        gstride = G;
     }
 
     // Covariance between flat stamp pixels i and j (symmetric).
@@ -75,7 +126,7 @@ struct StackCov {
         const idx ri = i / Np, ci = i % Np;
         const T* p0 = base[i] + key[i] - ci;
         for (idx d = 0; d < Np - ri; ++d)
-            prefetch_lines<2>(p0 + d * stack.group_stride(), static_cast<size_t>(Np) * sizeof(T));
+            prefetch_lines<2>(p0 + d * gstride, static_cast<size_t>(Np) * sizeof(T));
     }
 
     // out[b] = C(i, js[b]) for b < n, converted to W (the per-star gather). run_len[b]
