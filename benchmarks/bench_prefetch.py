@@ -15,10 +15,12 @@ stack sweep's core-seconds (``core_seconds_stack``); ``--switch stack-tail`` lik
 AVX-512 row loop's scalar last lane (``_core.set_stack_scalar_tail``: Np = 33's 65 shifts as
 8 vectors and a scalar, or as 9 vectors, the last with 7 padding lanes); ``--switch
 stack-lines`` for the ring writes of only the cache lines holding the slots the stamps read in
-each read column (``_core.set_stack_write_windows``; off: every slot of the read columns). The
-order of on and off swaps every repeat.
+each read column (``_core.set_stack_write_windows``; off: every slot of the read columns);
+``--switch stack-stage`` for the AVX-512 row loop asking for its staging row's lines for writing
+a few columns ahead (``_core.set_stack_stage_prefetch``). The order of on and off swaps every
+repeat.
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines] [--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -49,6 +51,8 @@ SWITCHES = {
                    "stack", "stack sweep"),
     "stack-lines": (_core.set_stack_write_windows,
                     "stack writes of the lines holding the read slots only", "stack", "stack sweep"),
+    "stack-stage": (_core.set_stack_stage_prefetch,
+                    "prefetchw of the AVX-512 stack rows' staging row", "stack", "stack sweep"),
 }
 
 

@@ -276,6 +276,19 @@ def test_stack_scalar_tail_switch_changes_no_value(dtype):
         np.testing.assert_array_equal(on, off)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stack_stage_prefetch_switch_changes_no_value(dtype):
+    """_core.set_stack_stage_prefetch (benchmarks only): the AVX-512 rows asking for their
+    staging row's lines ahead of the stores give the same stack, bitwise, as without."""
+    rng = np.random.default_rng(12)
+    for Np, wr, wc, shape in ((5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
+        x = (rng.standard_normal(shape) * 30 + 5).astype(dtype)
+        on = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
+        with core_switch("stack_stage_prefetch", False):
+            off = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
+        np.testing.assert_array_equal(on, off)
+
+
 def stamp_classes(rng, Np, frac_bad=0.05):
     """Random good/hidden classes of an Np x Np stamp: a hidden disc of random radius around a
     random centre, 5% bad pixels, the circular stamp mask; flat (Np * Np,) uint8 arrays."""

@@ -813,6 +813,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "along columns that one stamp alone reads only the cache lines of the slots it reads "
           "(default on) or every slot of those columns; returns the previous setting. Results "
           "never depend on it.", "on"_a);
+    m.def("set_stack_stage_prefetch",
+          [](bool on) { return cloudcov::stack_stage_prefetch().exchange(on); },
+          "Benchmarks: whether the AVX-512 stack rows ask for the staging row's lines for "
+          "writing a few columns ahead (default on); returns the previous setting. Results "
+          "never depend on it.", "on"_a);
     m.def("set_stack_scalar_tail",
           [](bool on) { return cloudcov::stack_scalar_tail().exchange(on); },
           "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "

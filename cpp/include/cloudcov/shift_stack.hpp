@@ -75,6 +75,15 @@ inline std::atomic<bool>& stack_scalar_tail() {
     return on;
 }
 
+// Whether the AVX-512 row loop asks for the staging row's cache lines for writing (prefetchw)
+// a few columns before it stores into them (the staging row, out_cols x (2 Np - 1) values, lives
+// in L2, not L1). On by default; benchmarks switch it off (_core.set_stack_stage_prefetch) to
+// measure what it gains. Results never depend on it.
+inline std::atomic<bool>& stack_stage_prefetch() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
 // The stack computed as a sweep down the tile: compute_rows(r) advances every shift row's
 // running sums to output row r - 1, writing rows into the stack (a ring buffer when the
 // stack holds fewer rows than the tile produces). Work is split over shift rows (drow); each
