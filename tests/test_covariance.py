@@ -262,29 +262,18 @@ def test_shift_stack_every_simd_path(level):
     assert r.stdout.strip().splitlines()[-1] == want
 
 
+@pytest.mark.parametrize("switch", ["stack_scalar_tail", "stack_stage_prefetch"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stack_scalar_tail_switch_changes_no_value(dtype):
-    """_core.set_stack_scalar_tail (benchmarks only): the AVX-512 rows computing the last of
-    8k + 1 lanes (Np = 5: 9, Np = 33: 65) as a scalar give the stack bitwise equal to one more
-    vector of padding lanes (and at every level to the brute-force stack, tested above)."""
+def test_stack_row_switches_change_no_value(switch, dtype):
+    """The AVX-512 rows' benchmark switches give the stack bitwise equal either way (and at
+    every level the brute-force stack, tested above): ``stack_scalar_tail``, the last of
+    8k + 1 lanes (Np = 5: 9, Np = 33: 65) as a scalar or as one more vector of padding lanes;
+    ``stack_stage_prefetch``, the staging row's lines asked for ahead of the stores or not."""
     rng = np.random.default_rng(11)
     for Np, wr, wc, shape in ((5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
         x = (rng.standard_normal(shape) * 30 + 5).astype(dtype)
         on = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
-        with core_switch("stack_scalar_tail", False):
-            off = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
-        np.testing.assert_array_equal(on, off)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stack_stage_prefetch_switch_changes_no_value(dtype):
-    """_core.set_stack_stage_prefetch (benchmarks only): the AVX-512 rows asking for their
-    staging row's lines ahead of the stores give the same stack, bitwise, as without."""
-    rng = np.random.default_rng(12)
-    for Np, wr, wc, shape in ((5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
-        x = (rng.standard_normal(shape) * 30 + 5).astype(dtype)
-        on = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
-        with core_switch("stack_stage_prefetch", False):
+        with core_switch(switch, False):
             off = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
         np.testing.assert_array_equal(on, off)
 
