@@ -118,6 +118,19 @@ def test_gather_prefetch_is_in_the_machine_code():
     assert "prefetcht1" in asm, "no prefetch instruction in the extension"
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64") or shutil.which("objdump") is None,
+                    reason="checks x86-64 machine code with binutils' objdump")
+def test_stack_stage_prefetch_is_in_the_machine_code():
+    """The AVX-512 stack rows' write prefetch of their staging lines (prefetch.hpp's
+    prefetch_line_for_write, asm that the compiler cannot drop) is compiled into the AVX-512
+    code path wherever that path is built (its zmm instructions are in the extension)."""
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", _core.__file__],
+                         capture_output=True, text=True, check=True).stdout
+    if "%zmm" not in asm:
+        pytest.skip("the extension was built without its AVX-512 code path")
+    assert "prefetchw" in asm, "no write prefetch in the AVX-512 stack rows"
+
+
 def test_gather_prefetch_switch_changes_no_result():
     """_core.set_gather_prefetch (for benchmarks) returns the previous setting, and the star
     outputs are bitwise the same with the prefetch off."""

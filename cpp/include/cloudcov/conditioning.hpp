@@ -542,24 +542,6 @@ CondResult condition_retry(const Source& src, const StarStamp& st, const CondOpt
 
 }  // namespace detail
 
-// Condition one star. T is the working precision (float or double); see the header comment
-// for the guard. Never throws for numerical trouble: it is reported through res.dnt.
-template <class T, class Source>
-CondResult condition_star(const Source& src, const StarStamp& st, const CondOptions& opt,
-                          const Lapack& lp, Workspace& ws) {
-    CondResult res;
-    bool first_ok;
-    if constexpr (std::is_same_v<T, float>)
-        first_ok = detail::condition_attempt<float>(src, st, opt, lp.s, 0.0, opt.guard, ws.s, res);
-    else
-        first_ok = detail::condition_attempt<double>(src, st, opt, lp.d, 0.0, opt.guard, ws.d, res);
-    if (first_ok) {
-        res.precision = std::is_same_v<T, float> ? 32 : 64;
-        return res;
-    }
-    return detail::condition_retry<T>(src, st, opt, lp, ws);
-}
-
 // How many stars the per-star stage conditions at a time (condition_group), from 1 (one star
 // after the other) to kMaxStarGroup. Benchmarks change it (_core.set_star_group) to compare;
 // results never depend on it.
@@ -569,10 +551,11 @@ inline std::atomic<int>& star_group() {
     return g;
 }
 
-// g stars (0 < g <= kMaxStarGroup) conditioned as condition_star conditions each (the same
-// arithmetic, the same results), with their first attempts interleaved: all bordered matrices
-// are gathered, then all factorised back to back, then each judged and solved (and redone by
-// the guard if it must). A factorisation that follows another finds LAPACK's working state
+// g stars (0 < g <= kMaxStarGroup), each conditioned as alone (the same arithmetic, the same
+// results; condition_star is g = 1): a first attempt in the working precision T (judged by the
+// guard when opt.guard), then condition_retry if it failed. The first attempts are
+// interleaved: all bordered matrices are gathered, then all factorised back to back, then each
+// judged and solved (and redone by the guard if it must). A factorisation that follows another finds LAPACK's working state
 // (its packing buffers) as the last one left it; one that follows a gather, with its ~5 MB of
 // traffic, can find it evicted.
 template <class T, class Source>
@@ -596,6 +579,20 @@ void condition_group(int g, const Source* const* src, const StarStamp* const* st
         else
             res[a] = detail::condition_retry<T>(*src[a], *st[a], opt, lp, *ws[a]);
     }
+}
+
+// Condition one star. T is the working precision (float or double); see the header comment
+// for the guard. Never throws for numerical trouble: it is reported through res.dnt.
+// condition_group of the one star.
+template <class T, class Source>
+CondResult condition_star(const Source& src, const StarStamp& st, const CondOptions& opt,
+                          const Lapack& lp, Workspace& ws) {
+    const Source* srcs[1] = {&src};
+    const StarStamp* sts[1] = {&st};
+    Workspace* wss[1] = {&ws};
+    CondResult res;
+    condition_group<T>(1, srcs, sts, opt, lp, wss, &res);
+    return res;
 }
 
 // An explicit Np^2 x Np^2 covariance (row-major, read as given) and mean vector.
