@@ -17,10 +17,12 @@ AVX-512 row loop's scalar last lane (``_core.set_stack_scalar_tail``: Np = 33's 
 stack-lines`` for the ring writes of only the cache lines holding the slots the stamps read in
 each read column (``_core.set_stack_write_windows``; off: every slot of the read columns);
 ``--switch stack-stage`` for the AVX-512 row loop asking for its staging row's lines for writing
-a few columns ahead (``_core.set_stack_stage_prefetch``). The order of on and off swaps every
-repeat.
+a few columns ahead (``_core.set_stack_stage_prefetch``); ``--switch stack-aligned`` for the
+AVX-512 row loop reading its shifted rows by aligned loads and a two-source permute instead of
+unaligned loads that mostly span two cache lines (``_core.set_stack_aligned_loads``). The order
+of on and off swaps every repeat.
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage] [--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage|stack-aligned] [--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -53,6 +55,9 @@ SWITCHES = {
                     "stack writes of the lines holding the read slots only", "stack", "stack sweep"),
     "stack-stage": (_core.set_stack_stage_prefetch,
                     "prefetchw of the AVX-512 stack rows' staging row", "stack", "stack sweep"),
+    "stack-aligned": (_core.set_stack_aligned_loads,
+                      "aligned loads and permutes for the AVX-512 stack rows' shifted rows",
+                      "stack", "stack sweep"),
 }
 
 

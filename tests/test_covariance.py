@@ -275,15 +275,18 @@ def test_shift_stack_every_simd_path(level):
     assert r.stdout.strip().splitlines()[-1] == want
 
 
-@pytest.mark.parametrize("switch", ["stack_scalar_tail", "stack_stage_prefetch"])
+@pytest.mark.parametrize("switch", ["stack_scalar_tail", "stack_stage_prefetch", "stack_aligned_loads"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stack_row_switches_change_no_value(switch, dtype):
     """The AVX-512 rows' benchmark switches give the stack bitwise equal either way (and at
     every level the brute-force stack, tested above): ``stack_scalar_tail``, the last of
     8k + 1 lanes (Np = 5: 9, Np = 33: 65) as a scalar or as one more vector of padding lanes;
-    ``stack_stage_prefetch``, the staging row's lines asked for ahead of the stores or not."""
+    ``stack_stage_prefetch``, the staging row's lines asked for ahead of the stores or not;
+    ``stack_aligned_loads``, the shifted rows read by aligned loads and a permute or by
+    unaligned loads (Np = 3, 5, 33: 1, 1 and 8 vectors per column, the rows' starts at every
+    offset within a cache line)."""
     rng = np.random.default_rng(11)
-    for Np, wr, wc, shape in ((5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
+    for Np, wr, wc, shape in ((3, 3, 1, (17, 23)), (5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
         x = (rng.standard_normal(shape) * 30 + 5).astype(dtype)
         on = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
         with core_switch(switch, False):

@@ -818,6 +818,11 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Benchmarks: whether the AVX-512 stack rows ask for the staging row's lines for "
           "writing a few columns ahead (default on); returns the previous setting. Results "
           "never depend on it.", "on"_a);
+    m.def("set_stack_aligned_loads",
+          [](bool on) { return cloudcov::stack_aligned_loads().exchange(on); },
+          "Benchmarks: whether the AVX-512 stack rows read the shifted rows by aligned loads "
+          "and a two-source permute (default on) or by unaligned loads that mostly span two "
+          "cache lines; returns the previous setting. Results never depend on it.", "on"_a);
     m.def("set_stack_scalar_tail",
           [](bool on) { return cloudcov::stack_scalar_tail().exchange(on); },
           "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "

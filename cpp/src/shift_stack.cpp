@@ -59,10 +59,12 @@ StackStream<T>::StackStream(const Image<const T>& x, idx Np, idx wrow, idx wcol,
     ocol_ = x.cols - wcol + 1;
     require(stack.Np == Np && stack.rows >= 1 && stack.rows <= orow_ && stack.cols == ocol_,
             "stack has the wrong shape");
-    // Double copy of the tile: P = Np - 1 zero columns on the left, P + 8 on the right
-    // (vector over-read of the padded shift count), and Np - 1 zero rows at the bottom.
+    // Double copy of the tile: P = Np - 1 zero columns on the left, P + 16 or more on the right
+    // (vector over-read of the padded shift count, and the AVX-512 rows' aligned loads reading
+    // up to a cache line past it), and Np - 1 zero rows at the bottom. Rows start on cache lines
+    // (64-byte aligned buffer, a row stride of whole lines).
     const idx P = Np - 1;
-    const idx xs = x.cols + 2 * P + 8;
+    const idx xs = (x.cols + 2 * P + 16 + 7) / 8 * 8;
     const idx xr = x.rows + Np - 1;
     xd_.assign(static_cast<size_t>(xr * xs), 0.0);
     for (idx r = 0; r < x.rows; ++r) {

@@ -84,6 +84,16 @@ inline std::atomic<bool>& stack_stage_prefetch() {
     return on;
 }
 
+// Whether the AVX-512 row loop reads the shifted rows y (x(r + drow, c + dcol), 8 shifts per
+// vector, starting at any element) by loads of whole aligned cache lines and a two-source
+// permute (vpermt2pd) instead of unaligned loads, 7 of 8 of which span two lines. The same
+// values, so bitwise the same sums. On by default; benchmarks switch it off
+// (_core.set_stack_aligned_loads) to measure what it gains. Results never depend on it.
+inline std::atomic<bool>& stack_aligned_loads() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
 // The stack computed as a sweep down the tile: compute_rows(r) advances every shift row's
 // running sums to output row r - 1, writing rows into the stack (a ring buffer when the
 // stack holds fewer rows than the tile produces). Work is split over shift rows (drow); each
@@ -120,7 +130,7 @@ class StackStream {
     int nt_;
     std::unique_ptr<WorkerPool> own_pool_;
     WorkerPool* pool_ = nullptr;
-    std::vector<double> xd_;
+    AlignedVector<double> xd_;   // rows start on cache lines (see the constructor)
     std::vector<detail::GroupArgs> groups_;
     std::vector<std::pair<idx, idx>> readers_;            // stamp origins, rows ascending
     bool read_only_ = false;
