@@ -152,3 +152,46 @@ def test_set_star_group_rejects_out_of_range(g):
     with pytest.raises(ValueError, match=r"g: stars conditioned at a time must be in \[1, 8\]"):
         _core.set_star_group(g)
     assert _core.set_star_group(2) == 2   # unchanged
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gather_probe_traversals_visit_the_gathers_entries(rng, dtype):
+    """_core.gather_probe (benchmarks/bench_gather_floor.py) times each star's gather or a part
+    of it; its checksums show that every part walks the gather's own entries: the gather with
+    and without C_kk's column sums writes the same matrix, the L1 variant computes its values,
+    the writes cover the strict lower triangle (n (n - 1) / 2 entries), the reads sum the raw
+    stack entry of every pair of distinct good or hidden pixels (S = (N - 1) C + N mu_i mu_j
+    from build_cov), and one read per line reads at least one per 64 bytes of them."""
+    Np, w = 11, 21
+    x, stars, bad, rows, cols, psf, flux, circ = scene(rng, dtype, Np=Np, w=w)
+    b, s = cc.shift_stack(x, Np, w, w)
+    args = (s, b, Np, w, w, 0, 0, x, stars, bad, rows, cols, psf, flux, circ, 20.0)
+    out = _core.lpi_stars(*args, False, True, True, 1)
+    n = (out["kcond"] + out["kpred"]).astype(np.int64)
+    run = (out["kcond"] > 0) & (out["kpred"] > 0)
+    assert run.sum() >= 10
+    sec, chk = {}, {}
+    for m in range(6):
+        sec[m], chk[m] = _core.gather_probe(*args, m, True)
+        assert sec[m].shape == (len(rows),) and np.isfinite(sec[m]).all() and (sec[m] >= 0).all()
+        assert (chk[m][~run] == 0).all()
+    np.testing.assert_array_equal(chk[0], chk[1])
+    np.testing.assert_allclose(chk[5], chk[1], rtol=1e-9 if dtype == np.float64 else 1e-5)
+    np.testing.assert_array_equal(chk[4][run], (n * (n - 1) // 2)[run])
+    N = w * w
+    h = (Np - 1) // 2
+    for k in np.flatnonzero(run):
+        R, C = int(rows[k]), int(cols[k])
+        pc = cc.pixel_classes(bad[R - h:R + h + 1, C - h:C + h + 1] != 0, psf[k].astype(np.float64),
+                              flux[k], thr=20.0, circmask=circ != 0)
+        used = np.flatnonzero((pc.good | pc.hidden).ravel())
+        assert len(used) == n[k]
+        cov, mu = cc.build_cov(b, s, R - (w - 1) // 2, C - (w - 1) // 2, Np, w, w)
+        S = (N - 1) * cov.astype(np.float64) + N * np.outer(mu, mu)
+        Su = S[np.ix_(used, used)]
+        want = (Su.sum() - np.trace(Su)) / 2
+        assert abs(chk[2][k] - want) <= 1e-5 * np.abs(Su).sum(), k
+        nread = n[k] * (n[k] - 1) // 2
+        assert nread * np.dtype(dtype).itemsize / 64 <= chk[3][k] <= nread
+    with pytest.raises(ValueError, match="mode"):
+        _core.gather_probe(*args, 6)

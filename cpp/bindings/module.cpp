@@ -425,6 +425,48 @@ py::dict lpi_stars(const py::array& stack, const py::array& bimage, idx Np, idx 
     throw std::invalid_argument("stack: expected float32 or float64");
 }
 
+// Benchmarks only: cloudcov::gather_probe (see lpi_stars.hpp) over the stars of a batch.
+template <class T>
+py::object gather_probe_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow,
+                          idx wcol, idx tile_r0, idx tile_c0, const py::array& resid,
+                          const py::array& stars, const py::array& bad, const py::array& rows,
+                          const py::array& cols, const py::array& psf, const py::array& flux,
+                          const py::array& circmask, double thr, int mode, bool checksum) {
+    cloudcov::StarBatch<T> b;
+    auto sv = stack_view<T>(stack, "stack", Np);
+    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
+    b.bimage = cimage<T>(bimage, "bimage");
+    cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
+                      "stack and bimage shapes differ");
+    b.tile_r0 = tile_r0;
+    b.tile_c0 = tile_c0;
+    fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
+                  false, true, true);
+    py::array_t<double> sec(b.n), sum(b.n);
+    double* sp = sec.mutable_data();
+    double* cp = checksum ? sum.mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        cloudcov::gather_probe<T>(b, mode, sp, cp);
+    }
+    if (checksum) return py::make_tuple(sec, sum);
+    return std::move(sec);
+}
+
+py::object gather_probe(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
+                        idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
+                        const py::array& bad, const py::array& rows, const py::array& cols,
+                        const py::array& psf, const py::array& flux, const py::array& circmask,
+                        double thr, int mode, bool checksum) {
+    if (is_dtype<float>(stack))
+        return gather_probe_t<float>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid, stars, bad,
+                                     rows, cols, psf, flux, circmask, thr, mode, checksum);
+    if (is_dtype<double>(stack))
+        return gather_probe_t<double>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid, stars, bad,
+                                      rows, cols, psf, flux, circmask, thr, mode, checksum);
+    throw std::invalid_argument("stack: expected float32 or float64");
+}
+
 // ---- one strip of a CCD in a single sweep --------------------------------------------------
 template <class T>
 py::dict lpi_strip_t(const py::array& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
@@ -865,6 +907,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "bimage"_a, "Np"_a, "wrow"_a, "wcol"_a, "tile_r0"_a, "tile_c0"_a, "resid"_a, "stars"_a,
           "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
           "julia_compat"_a = false, "diag_on"_a = true, "guard"_a = true, "nthreads"_a = 1);
+    m.def("gather_probe", &gather_probe,
+          "Benchmarks only: each star's bordered-matrix gather, or a part of it (mode 0-5, see "
+          "cloudcov::gather_probe), timed alone in thread CPU seconds; with checksum=True also "
+          "each traversal's checksum.",
+          "stack"_a, "bimage"_a, "Np"_a, "wrow"_a, "wcol"_a, "tile_r0"_a, "tile_c0"_a, "resid"_a,
+          "stars"_a, "bad"_a, "rows"_a, "cols"_a, "psf"_a, "flux"_a, "circmask"_a, "thr"_a,
+          "mode"_a, "checksum"_a = false);
     m.def("lpi_strip", &lpi_strip, "One CCD strip: stack sweep into a ring buffer + per-star LPI.",
           "image"_a, "in_r0"_a, "in_r1"_a, "in_c0"_a, "in_c1"_a, "ring_rows"_a,
           py::arg("ring").noconvert(), py::arg("bimage_buf").noconvert(), "Np"_a, "wrow"_a, "wcol"_a,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cloudcov/boxcar.hpp"
@@ -206,6 +207,146 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
     run_stars<T>(b, out, pool, th);
 }
 
+namespace {
+
+double thread_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// The stack lookups of gather_probe: a Source for detail::build_bordered that walks the same
+// runs as StackCov::fill / fill_transposed (the entries of pixel i for the pixels js[b], run
+// by run) and does only the part of the work its mode measures (see gather_probe).
+template <class T>
+struct ProbeSource {
+    const StackCov<T>& sc;
+    int mode;
+    bool check;               // mode 5: sum the results (after the timing matters not)
+    mutable double sink = 0;
+    mutable std::vector<float> buf32;    // mode 5: the L1-sized buffer for the results
+    mutable std::vector<double> buf64;
+    ProbeSource(const StackCov<T>& s, int m, bool c) : sc(s), mode(m), check(c) {}
+
+    double value(idx i, idx j) const { return sc.value(i, j); }
+    void prefetch(idx i) const {
+        if (mode != 4) sc.prefetch(i);
+    }
+    template <class W>
+    W* buffer(int n) const {
+        auto& v = [this]() -> std::vector<W>& {
+            if constexpr (std::is_same_v<W, float>) return buf32;
+            else return buf64;
+        }();
+        if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+        return v.data();
+    }
+    // f(b, m, src): the run of m entries from position b, read at src (contiguous)
+    template <class F>
+    static void runs(int n, const int* run_len, F f) {
+        for (int b = 0; b < n;) {
+            const int e = std::min(b + run_len[b], n);
+            f(b, e - b);
+            b = e;
+        }
+    }
+    void read(const T* src, int m) const {
+        if (mode == 2) {   // every entry, in 8 independent partial sums (no chain of adds)
+            double p[8] = {};
+            int t = 0;
+            for (; t + 8 <= m; t += 8)
+                for (int u = 0; u < 8; ++u) p[u] += static_cast<double>(src[t + u]);
+            for (; t < m; ++t) p[t % 8] += static_cast<double>(src[t]);
+            for (int u = 0; u < 8; ++u) sink += p[u];
+        } else {   // mode 3: the first entry of each line the run spans
+            constexpr std::uintptr_t kLine = 64;
+            const auto u0 = reinterpret_cast<std::uintptr_t>(src);
+            const auto u1 = reinterpret_cast<std::uintptr_t>(src + m);
+            T v = *src;
+            asm volatile("" : : "x"(v));
+            double lines = 1;
+            for (std::uintptr_t u = (u0 / kLine + 1) * kLine; u < u1; u += kLine) {
+                v = *reinterpret_cast<const T*>(u);
+                asm volatile("" : : "x"(v));   // the load stays
+                lines += 1;
+            }
+            sink += lines;
+        }
+    }
+    template <class W>
+    void fill(int i, const int* js, int n, W* out, const int* run_len) const {
+        switch (mode) {
+            case 0: case 1: sc.fill(i, js, n, out, run_len); return;
+            case 5: {
+                W* o = buffer<W>(n);
+                sc.fill(i, js, n, o, run_len);
+                if (check)
+                    for (int b = 0; b < n; ++b) sink += static_cast<double>(o[b]);
+                return;
+            }
+            case 4:
+                runs(n, run_len, [&](int b, int m) {
+                    for (int t = 0; t < m; ++t) out[b + t] = W(1);
+                    sink += m;
+                });
+                return;
+            default:
+                runs(n, run_len, [&](int b, int m) { read(sc.base[i] + sc.key[js[b]], m); });
+        }
+    }
+    template <class W>
+    void fill_transposed(int j, const int* is, int n, W* out, size_t stride,
+                         const int* run_len) const {
+        switch (mode) {
+            case 0: case 1: sc.fill_transposed(j, is, n, out, stride, run_len); return;
+            case 5: {
+                W* o = buffer<W>(n);
+                sc.fill_transposed(j, is, n, o, 1, run_len);
+                if (check)
+                    for (int b = 0; b < n; ++b) sink += static_cast<double>(o[b]);
+                return;
+            }
+            case 4:
+                runs(n, run_len, [&](int b, int m) {
+                    for (int t = 0; t < m; ++t) out[(b + t) * stride] = W(1);
+                    sink += m;
+                });
+                return;
+            default:
+                runs(n, run_len, [&](int b, int m) { read(sc.base[j] + sc.key[is[b]], m); });
+        }
+    }
+};
+
+}  // namespace
+
+template <class T>
+void gather_probe(const StarBatch<T>& b, int mode, double* seconds, double* checksum) {
+    require(mode >= 0 && mode <= 5, "mode must be in [0, 5]");
+    check_stamps(b);
+    StarThread<T> t(b.Np * b.Np);
+    CondScratch<T> s;
+    const CondOptions opt = star_options(b);
+    for (idx k = 0; k < b.n; ++k) {
+        stamp_star(b, k, t);
+        ProbeSource<T> src(t.sc, mode, checksum != nullptr);
+        const int kc = static_cast<int>(t.st.good.size()), n = kc + static_cast<int>(t.st.hidden.size());
+        const bool any = kc > 0 && n > kc;
+        const double c0 = thread_cpu_seconds();
+        if (any) detail::build_bordered(src, t.st, opt, 0.0, mode == 0, s);
+        seconds[k] = thread_cpu_seconds() - c0;
+        if (checksum == nullptr) continue;
+        if (mode <= 1 && any) {   // the strict lower triangle written
+            const int ld = detail::bordered_ld<T>(n);
+            double acc = 0;
+            for (int c = 0; c < n; ++c)
+                for (int r = c + 1; r < n; ++r) acc += static_cast<double>(s.K[static_cast<size_t>(c) * ld + r]);
+            src.sink = acc;
+        }
+        checksum[k] = src.sink;
+    }
+}
+
 template <class T>
 void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx in_c1,
                idx ring_rows, T* ring, idx ring_size, T* bimage_buf, idx bimage_size,
@@ -298,6 +439,8 @@ void lpi_strip(const Image<const T>& image, idx in_r0, idx in_r1, idx in_c0, idx
 
 template void lpi_stars<float>(const StarBatch<float>&, const StarOutputs&, int);
 template void lpi_stars<double>(const StarBatch<double>&, const StarOutputs&, int);
+template void gather_probe<float>(const StarBatch<float>&, int, double*, double*);
+template void gather_probe<double>(const StarBatch<double>&, int, double*, double*);
 template void lpi_strip<float>(const Image<const float>&, idx, idx, idx, idx, idx, float*, idx,
                                float*, idx, StarBatch<float>, const StarOutputs&, int, StripStats*);
 template void lpi_strip<double>(const Image<const double>&, idx, idx, idx, idx, idx, double*, idx,

@@ -62,6 +62,29 @@ struct StarOutputs {
 template <class T>
 void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads);
 
+// Benchmarks only (benchmarks/bench_gather_floor.py): what each star's bordered-matrix gather
+// (detail::build_bordered, as the guarded float32 stage runs it) costs, split into its parts.
+// Star k's stamp is prepared as lpi_stars does (not timed), then one traversal of mode `mode`
+// is timed alone (thread CPU seconds into seconds[k]); its checksum goes to checksum[k]
+// (checksum may be null: then none is computed, and mode 5 does not sum its results):
+//   0  the gather, with C_kk's column sums (the guard's ||C_kk||_1); checksum: the sum of the
+//      strict lower triangle written (in double);
+//   1  the gather without the column sums; checksum as 0;
+//   2  the same traversal and prefetch reading every entry the gather reads, writing nothing;
+//      checksum: the sum of the raw stack entries read;
+//   3  the same, reading one entry per 64-byte line (the first of each line the entries span);
+//      checksum: the number of lines read;
+//   4  the matrix entries the gather writes, written (a constant), nothing read, no prefetch;
+//      checksum: the number of entries written (n (n - 1) / 2);
+//   5  the gather's reads and arithmetic with its results written into an L1-sized buffer
+//      instead of the matrix (no column sums); checksum: the sum of the values computed.
+// So 2 - 3 is the reads' work beyond one trip per line, 5 - 2 the arithmetic, 1 - 5 the
+// matrix writes and 0 - 1 the column sums. Stars are processed in order on the calling
+// thread, working precision T (a star with no good or no hidden pixel: 0 s, checksum 0).
+// Throws std::invalid_argument for a mode outside [0, 5] or a stamp that leaves the tile.
+template <class T>
+void gather_probe(const StarBatch<T>& b, int mode, double* seconds, double* checksum);
+
 // Where a strip's time went: process CPU seconds (all threads) in the stack sweep and in the
 // star batches, and the number of sweep/batch rounds.
 struct StripStats {
