@@ -386,12 +386,14 @@ struct OutArrays {
     }
 };
 
+// A batch of stars on a tile's stack and boxcar image (lpi_stars and gather_probe).
 template <class T>
-py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
-                     idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
-                     const py::array& bad, const py::array& rows, const py::array& cols,
-                     const py::array& psf, const py::array& flux, const py::array& circmask,
-                     double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
+cloudcov::StarBatch<T> tile_batch(const py::array& stack, const py::array& bimage, idx Np, idx wrow,
+                                  idx wcol, idx tile_r0, idx tile_c0, const py::array& resid,
+                                  const py::array& stars, const py::array& bad, const py::array& rows,
+                                  const py::array& cols, const py::array& psf, const py::array& flux,
+                                  const py::array& circmask, double thr, bool julia_compat,
+                                  bool diag_on, bool guard) {
     cloudcov::StarBatch<T> b;
     auto sv = stack_view<T>(stack, "stack", Np);
     b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
@@ -402,6 +404,18 @@ py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, id
     b.tile_c0 = tile_c0;
     fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
                   julia_compat, diag_on, guard);
+    return b;
+}
+
+template <class T>
+py::dict lpi_stars_t(const py::array& stack, const py::array& bimage, idx Np, idx wrow, idx wcol,
+                     idx tile_r0, idx tile_c0, const py::array& resid, const py::array& stars,
+                     const py::array& bad, const py::array& rows, const py::array& cols,
+                     const py::array& psf, const py::array& flux, const py::array& circmask,
+                     double thr, bool julia_compat, bool diag_on, bool guard, int nthreads) {
+    const cloudcov::StarBatch<T> b = tile_batch<T>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid,
+                                                   stars, bad, rows, cols, psf, flux, circmask, thr,
+                                                   julia_compat, diag_on, guard);
     OutArrays o(b.n);
     auto ov = o.view();
     {
@@ -432,16 +446,9 @@ py::object gather_probe_t(const py::array& stack, const py::array& bimage, idx N
                           const py::array& stars, const py::array& bad, const py::array& rows,
                           const py::array& cols, const py::array& psf, const py::array& flux,
                           const py::array& circmask, double thr, int mode, bool checksum) {
-    cloudcov::StarBatch<T> b;
-    auto sv = stack_view<T>(stack, "stack", Np);
-    b.stack = {sv.data, sv.Np, sv.rows, sv.cols};
-    b.bimage = cimage<T>(bimage, "bimage");
-    cloudcov::require(b.stack.rows == b.bimage.rows && b.stack.cols == b.bimage.cols,
-                      "stack and bimage shapes differ");
-    b.tile_r0 = tile_r0;
-    b.tile_c0 = tile_c0;
-    fill_batch<T>(b, Np, wrow, wcol, resid, stars, bad, rows, cols, psf, flux, circmask, thr,
-                  false, true, true);
+    const cloudcov::StarBatch<T> b = tile_batch<T>(stack, bimage, Np, wrow, wcol, tile_r0, tile_c0, resid,
+                                                   stars, bad, rows, cols, psf, flux, circmask, thr,
+                                                   false, true, true);
     py::array_t<double> sec(b.n), sum(b.n);
     double* sp = sec.mutable_data();
     double* cp = checksum ? sum.mutable_data() : nullptr;

@@ -18,11 +18,15 @@ namespace cloudcov {
 
 namespace {
 
-double process_cpu_seconds() {
+// CPU seconds of the process (CLOCK_PROCESS_CPUTIME_ID) or the calling thread
+// (CLOCK_THREAD_CPUTIME_ID).
+double cpu_seconds(clockid_t clock) {
     timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(clock, &ts);
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
+double process_cpu_seconds() { return cpu_seconds(CLOCK_PROCESS_CPUTIME_ID); }
+double thread_cpu_seconds() { return cpu_seconds(CLOCK_THREAD_CPUTIME_ID); }
 
 // Per-thread storage, allocated once per strip (or lpi_stars call) and reused for every star.
 template <class T>
@@ -208,12 +212,6 @@ void lpi_stars(const StarBatch<T>& b, const StarOutputs& out, int nthreads) {
 }
 
 namespace {
-
-double thread_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
 
 // The stack lookups of gather_probe: a Source for detail::build_bordered that walks the same
 // runs as StackCov::fill / fill_transposed (the entries of pixel i for the pixels js[b], run
