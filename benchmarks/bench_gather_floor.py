@@ -51,12 +51,11 @@ def field_args(F):
             F["rows"], F["cols"], F["psfs"], F["flux"], F["circ"], 20.0)
 
 
-def checks(F):
-    """The checksums of the probe's traversals against the gather's own matrix and counts;
-    returns (ok, message)."""
+def checks(F, out):
+    """The checksums of the probe's traversals against the gather's own matrix and counts
+    (out: the field's lpi_stars outputs); returns (ok, message)."""
     from cloudcov import _core
     args = field_args(F)
-    out = _core.lpi_stars(*args, False, True, True, 1)
     n = (np.asarray(out["kcond"]) + np.asarray(out["kpred"])).astype(np.int64)
     _, c1 = _core.gather_probe(*args, 1, True)
     _, c4 = _core.gather_probe(*args, 4, True)
@@ -67,16 +66,14 @@ def checks(F):
                            f"results sum to the gather's matrix: {l1}")
 
 
-def measure(F, repeat):
-    """The modes alternated `repeat` times, with the bare spotrf before and after each round:
-    (ratios {mode: [per repeat x spotrf]}, ms {mode: [...]}, spotrf ms [...], n)."""
+def measure(F, nb, repeat):
+    """The modes alternated `repeat` times, with the bare spotrf of order nb before and after
+    each round: (ratios {mode: [per repeat x spotrf]}, ms {mode: [...]}, spotrf ms [...])."""
     from threadpoolctl import threadpool_limits
 
     from _perstar import spd_matrix, spotrf_times
     from cloudcov import _core
     fa = field_args(F)
-    out = _core.lpi_stars(*fa, False, True, True, 1)
-    nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
     A0 = spd_matrix(nb, np.random.default_rng(1))
     work = A0.copy(order="F")
     ratio = {m: [] for m in MODES}
@@ -96,7 +93,7 @@ def measure(F, repeat):
             spotrf.append(1e3 * 0.5 * (t_ref + t_ref2))
             for m in MODES:   # against the mean of the spotrf timed before and after
                 ratio[m][-1] *= t_ref / (0.5 * (t_ref + t_ref2))
-    return ratio, ms, spotrf, nb
+    return ratio, ms, spotrf
 
 
 def main(argv=None):
@@ -109,13 +106,15 @@ def main(argv=None):
     F = perstar_field()
     say = Report()
     say(f"{provenance()}; {load_note()}")
-    ok, msg = checks(F)
+    out = _core.lpi_stars(*field_args(F), False, True, True, 1)
+    nb = int(np.median(out["kcond"]) + np.median(out["kpred"]))
+    ok, msg = checks(F, out)
     say(f"per-star gather split by parts; 60 stars, float32, one thread, thread CPU time; {args.repeat} "
         f"alternations of the modes; checks: {msg}")
     if not ok:
         say.write(args.out)
         sys.exit("bench_gather_floor: a traversal's checksum is wrong")
-    ratio, ms, spotrf, nb = measure(F, args.repeat)
+    ratio, ms, spotrf = measure(F, nb, args.repeat)
     med = {m: statistics.median(ratio[m]) for m in MODES}
     say(f"bare spotrf of the median bordered order n = {nb}: {statistics.median(spotrf):.3f} ms "
         f"(median of the repeats; range {min(spotrf):.3f}-{max(spotrf):.3f})")

@@ -239,7 +239,7 @@ struct ProbeSource {
         if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
         return v.data();
     }
-    // f(b, m, src): the run of m entries from position b, read at src (contiguous)
+    // f(b, m): the run of m entries from position b (contiguous in the stack)
     template <class F>
     static void runs(int n, const int* run_len, F f) {
         for (int b = 0; b < n;) {
@@ -271,35 +271,15 @@ struct ProbeSource {
             sink += lines;
         }
     }
-    template <class W>
-    void fill(int i, const int* js, int n, W* out, const int* run_len) const {
+    // One column's lookups in this mode: the entries of pixel p for the pixels js[0 .. n), the
+    // results at out[b * stride]; real(o, st) is StackCov's own fill into o at stride st.
+    template <class W, class Real>
+    void walk(int p, const int* js, int n, W* out, size_t stride, const int* run_len, Real real) const {
         switch (mode) {
-            case 0: case 1: sc.fill(i, js, n, out, run_len); return;
+            case 0: case 1: real(out, stride); return;
             case 5: {
                 W* o = buffer<W>(n);
-                sc.fill(i, js, n, o, run_len);
-                if (check)
-                    for (int b = 0; b < n; ++b) sink += static_cast<double>(o[b]);
-                return;
-            }
-            case 4:
-                runs(n, run_len, [&](int b, int m) {
-                    for (int t = 0; t < m; ++t) out[b + t] = W(1);
-                    sink += m;
-                });
-                return;
-            default:
-                runs(n, run_len, [&](int b, int m) { read(sc.base[i] + sc.key[js[b]], m); });
-        }
-    }
-    template <class W>
-    void fill_transposed(int j, const int* is, int n, W* out, size_t stride,
-                         const int* run_len) const {
-        switch (mode) {
-            case 0: case 1: sc.fill_transposed(j, is, n, out, stride, run_len); return;
-            case 5: {
-                W* o = buffer<W>(n);
-                sc.fill_transposed(j, is, n, o, 1, run_len);
+                real(o, 1);
                 if (check)
                     for (int b = 0; b < n; ++b) sink += static_cast<double>(o[b]);
                 return;
@@ -311,8 +291,18 @@ struct ProbeSource {
                 });
                 return;
             default:
-                runs(n, run_len, [&](int b, int m) { read(sc.base[j] + sc.key[is[b]], m); });
+                runs(n, run_len, [&](int b, int m) { read(sc.base[p] + sc.key[js[b]], m); });
         }
+    }
+    template <class W>
+    void fill(int i, const int* js, int n, W* out, const int* run_len) const {
+        walk(i, js, n, out, 1, run_len, [&](W* o, size_t) { sc.fill(i, js, n, o, run_len); });
+    }
+    template <class W>
+    void fill_transposed(int j, const int* is, int n, W* out, size_t stride,
+                         const int* run_len) const {
+        walk(j, is, n, out, stride, run_len,
+             [&](W* o, size_t st) { sc.fill_transposed(j, is, n, o, st, run_len); });
     }
 };
 
