@@ -19,10 +19,13 @@ each read column (``_core.set_stack_write_windows``; off: every slot of the read
 ``--switch stack-stage`` for the AVX-512 row loop asking for its staging row's lines for writing
 a few columns ahead (``_core.set_stack_stage_prefetch``); ``--switch stack-aligned`` for the
 AVX-512 row loop reading its shifted rows by aligned loads and a two-source permute instead of
-unaligned loads that mostly span two cache lines (``_core.set_stack_aligned_loads``). The order
-of on and off swaps every repeat.
+unaligned loads that mostly span two cache lines (``_core.set_stack_aligned_loads``); ``--switch
+stack-streams`` for the sweep's copies into the ring by the widest streaming store of the SIMD
+level (64 bytes at avx512, 32 at avx2) instead of 16-byte ones (``_core.set_stack_wide_streams``).
+The order of on and off swaps every repeat.
 
-Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage|stack-aligned] [--repeat R]
+Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage|stack-aligned|stack-streams]
+[--repeat R]
 [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
@@ -57,6 +60,9 @@ SWITCHES = {
                     "prefetchw of the AVX-512 stack rows' staging row", "stack", "stack sweep"),
     "stack-aligned": (_core.set_stack_aligned_loads,
                       "aligned loads and permutes for the AVX-512 stack rows' shifted rows",
+                      "stack", "stack sweep"),
+    "stack-streams": (_core.set_stack_wide_streams,
+                      "widest streaming stores (not 16-byte ones) for the stack's ring writes",
                       "stack", "stack sweep"),
 }
 

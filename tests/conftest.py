@@ -34,9 +34,10 @@ def correlated_field(rng, shape, scale=3.0, amp=1.0, noise=0.3, dtype=np.float64
 
 @contextlib.contextmanager
 def core_switch(name, on):
-    """Inside the block, the benchmark/test switch ``_core.set_<name>`` (``gather_prefetch``, ``gather_compact``,
-    ``stack_write_read_only``, ``stack_write_windows``, ``stack_scalar_tail``, ``stack_stage_prefetch``, ``stack_aligned_loads``, ``guard_triangular_estimate``,
-    ``guard_pocon_estimate``) is ``on``; it must hold ``not on``
+    """Inside the block, the benchmark/test switch ``_core.set_<name>`` (``gather_prefetch``,
+    ``gather_compact``, ``stack_write_read_only``, ``stack_write_windows``, ``stack_scalar_tail``,
+    ``stack_stage_prefetch``, ``stack_aligned_loads``, ``stack_wide_streams``,
+    ``guard_triangular_estimate``, ``guard_pocon_estimate``) is ``on``; it must hold ``not on``
     (its default) on entry, and is restored on exit, also when the block raises."""
     from cloudcov import _core
     setter = getattr(_core, "set_" + name)

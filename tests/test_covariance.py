@@ -249,6 +249,13 @@ for dtype, tol in ((np.float32, 2e-5), (np.float64, 1e-11)):
         ref = brute_stack(x.astype(np.float64), Np, wr, wc, boxcar=cumsum_boxcar)
         err = float(np.max(np.abs(stack - ref)) / np.abs(ref).max())
         assert err < tol, (_core.simd_level(), dtype, Np, err)
+        # the rows copied into the stack by 16-byte streaming stores: the same bytes
+        assert _core.set_stack_wide_streams(False) is True
+        try:
+            narrow = cc.shift_stack(x, Np, wr, wc, threads=2)[1]
+        finally:
+            _core.set_stack_wide_streams(True)
+        assert np.array_equal(stack, narrow), (_core.simd_level(), dtype, Np)
 print(_core.simd_level())
 """
 
@@ -256,7 +263,9 @@ print(_core.simd_level())
 @pytest.mark.parametrize("level", ["baseline", "avx2", None])
 def test_shift_stack_every_simd_path(level):
     """Each compiled SIMD level (capped by CLOUDCOV_SIMD, in a fresh process) matches the
-    brute-force stack, on the vector row loop (Np 5, 7, 33) and the generic one (Np 37)."""
+    brute-force stack, on the vector row loop (Np 5, 7, 33) and the generic one (Np 37), and
+    gives the same stack with the rows streamed into it 16 bytes at a time instead of by the
+    level's widest streaming store (``stack_wide_streams``: 64 bytes at avx512, 32 at avx2)."""
     import os
     import subprocess
     import sys
@@ -275,7 +284,8 @@ def test_shift_stack_every_simd_path(level):
     assert r.stdout.strip().splitlines()[-1] == want
 
 
-@pytest.mark.parametrize("switch", ["stack_scalar_tail", "stack_stage_prefetch", "stack_aligned_loads"])
+@pytest.mark.parametrize("switch", ["stack_scalar_tail", "stack_stage_prefetch", "stack_aligned_loads",
+                                    "stack_wide_streams"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stack_row_switches_change_no_value(switch, dtype):
     """The AVX-512 rows' benchmark switches give the stack bitwise equal either way (and at
@@ -284,7 +294,8 @@ def test_stack_row_switches_change_no_value(switch, dtype):
     ``stack_stage_prefetch``, the staging row's lines asked for ahead of the stores or not;
     ``stack_aligned_loads``, the shifted rows read by aligned loads and a permute or by
     unaligned loads (Np = 3, 5, 33: 1, 1 and 8 vectors per column, the rows' starts at every
-    offset within a cache line)."""
+    offset within a cache line); ``stack_wide_streams``, the rows copied into the stack by the
+    widest streaming stores of the level or by 16-byte ones."""
     rng = np.random.default_rng(11)
     for Np, wr, wc, shape in ((3, 3, 1, (17, 23)), (5, 5, 3, (30, 34)), (33, 9, 11, (80, 110))):
         x = (rng.standard_normal(shape) * 30 + 5).astype(dtype)

@@ -872,6 +872,12 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "Benchmarks: whether the AVX-512 stack rows read the shifted rows by aligned loads "
           "and a two-source permute (default on) or by unaligned loads that mostly span two "
           "cache lines; returns the previous setting. Results never depend on it.", "on"_a);
+    m.def("set_stack_wide_streams",
+          [](bool on) { return cloudcov::stack_wide_streams().exchange(on); },
+          "Benchmarks: whether the sweeps copy their staging rows into the stack with the "
+          "widest streaming store of the SIMD level (64 bytes at avx512, 32 at avx2; default "
+          "on) or with 16-byte ones; returns the previous setting. Results never depend on it.",
+          "on"_a);
     m.def("set_stack_scalar_tail",
           [](bool on) { return cloudcov::stack_scalar_tail().exchange(on); },
           "Benchmarks: whether the AVX-512 stack rows compute the last of 8k + 1 lanes (Np = 33: "

@@ -84,6 +84,18 @@ inline std::atomic<bool>& stack_stage_prefetch() {
     return on;
 }
 
+// Whether the sweep's copies of its staging rows into the stack (non-temporal stores, written
+// once and read from memory by the star stage) use the widest streaming store of the SIMD
+// level: one 64-byte line per store at avx512, 32 bytes at avx2 (16 at baseline either way).
+// On the AVX-512 Xeon, DECam CCD (bench_prefetch.py --switch stack-streams): the stack sweep
+// 14.3-14.9 core-s against 15.3-15.7 with 16-byte stores, faster in each of 10 alternations.
+// On by default; benchmarks switch it off (_core.set_stack_wide_streams) to measure what it
+// gains. Results never depend on it (the same bytes are copied).
+inline std::atomic<bool>& stack_wide_streams() {
+    static std::atomic<bool> on{true};
+    return on;
+}
+
 // Whether the AVX-512 row loop reads the shifted rows y (x(r + drow, c + dcol), 8 shifts per
 // vector, starting at any element) by loads of whole aligned cache lines and a two-source
 // permute (vpermt2pd) instead of unaligned loads, 7 of 8 of which span two lines. The same
