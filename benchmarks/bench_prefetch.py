@@ -25,8 +25,7 @@ level (64 bytes at avx512, 32 at avx2) instead of 16-byte ones (``_core.set_stac
 The order of on and off swaps every repeat.
 
 Run: python benchmarks/bench_prefetch.py [--switch prefetch|stack-writes|stack-tail|stack-lines|stack-stage|stack-aligned|stack-streams]
-[--repeat R]
-[--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
+[--repeat R] [--threads T] [--no-decam] [--out FILE] (writes benchmarks/results/bench_prefetch.txt)
 """
 from __future__ import annotations
 
