@@ -6,8 +6,9 @@ bench_ccd.py (4094 x 2046, 10,000 stars, real S6 mask and PSF; ``--nstar``), 2 t
 default, under ``perf record -e cpu-clock``, and sorts the samples of the call by stage:
 
 - stack arithmetic: ``stack_group`` (the sweep's running sums at the CPU's SIMD level);
-- stack writes: ``store_row`` (copying the rows the stamps read into the ring, streaming
-  stores);
+- stack writes: ``store_row`` and ``copy_stream`` (copying the rows the stamps read into the
+  ring, streaming stores; ``copy_stream`` has its own symbol where the compiler does not
+  inline it, as since a15e519);
 - Cholesky, gather, estimates and solves: as in profile_breakdown.py (the per-star
   factorisation, the covariance lookups in the ring, LAPACK's condition estimates and the
   other BLAS calls);
@@ -58,7 +59,7 @@ print(f"META {m['core_seconds_stack']} {m['core_seconds_stars']} {m['nstrips']}"
 def stage(sym, dso):
     """Stage of one sample from its symbol and shared object."""
     if is_cloudcov_core(dso):
-        if "store_row" in sym:
+        if "store_row" in sym or "copy_stream" in sym:
             return "stack writes"
         if ("stack_group" in sym or "group_impl" in sym or "rows_registers" in sym or "needed_end" in sym
                 or "StackStream" in sym):
