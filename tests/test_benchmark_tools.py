@@ -189,3 +189,41 @@ def test_spotrf_floor_at_the_stage_leading_dimension():
     assert t.shape == (2,) and (t >= 0).all()
     np.testing.assert_allclose(np.tril(work[:50]) @ np.tril(work[:50]).T, a0, rtol=1e-4, atol=1e-4)
     assert (work[50:] == 0).all()
+
+
+def test_lapack_state_star_matrices_are_the_stage_matrices():
+    """bench_lapack_state.py's stars' own bordered matrices (the floor's stand-in is checked
+    against them) class the pixels as the per-star stage does: each has the order the stage
+    factorises (kcond + kpred), is symmetric, carries the star counts on its diagonal beside
+    the explicit covariance of its good then hidden pixels, and factorises."""
+    import numpy as np
+
+    import cloudcov as cc
+    from cloudcov import _core
+    from _perstar import perstar_field
+    from bench_gather_floor import field_args
+    from bench_lapack_state import star_classes, star_matrices
+
+    F = perstar_field(Np=13, w=15, side=100, nstar=6, seed=3)
+    y, x = np.mgrid[-6:7, -6:7]   # a narrower PSF: a hidden core inside the stamp's circle
+    F["psf"] = np.exp(-(x**2 + y**2) / 2.0) / (2 * np.pi)
+    F["psfs"] = np.repeat(F["psf"][None].astype(np.float32), 6, axis=0)
+    out = _core.lpi_stars(*field_args(F), False, True, True, 1)
+    assert (np.asarray(out["dnt"]) == 0).all()   # no special case of the classes
+    Ks = star_matrices(F, range(6))
+    want = np.asarray(out["kcond"]) + np.asarray(out["kpred"])
+    assert [K.shape[0] for K in Ks] == want.tolist()
+    h = (F["Np"] - 1) // 2
+    nbad = 0
+    for k, K in enumerate(Ks):
+        assert K.flags.f_contiguous and K.dtype == np.float32
+        np.testing.assert_array_equal(K, K.T)
+        r0, c0, not_good, hidden, counts = star_classes(F, k)
+        assert hidden.sum() == out["kpred"][k] > 0 and (not_good == 0).sum() == out["kcond"][k]
+        nbad += int(F["bad"][r0 + 7:r0 + 20, c0 + 7:c0 + 20].ravel()[(not_good == 1) & (hidden == 0)].sum())
+        cov, _ = cc.build_cov(F["bim"], F["st"], r0 + h, c0 + h, F["Np"], F["w"], F["w"])
+        order = np.r_[np.flatnonzero(not_good == 0), np.flatnonzero(hidden)]
+        np.testing.assert_allclose(np.diag(K), np.diag(cov)[order] + counts[order], rtol=1e-6)
+        A = K.copy(order="F")
+        assert _core.lapack_potrf(A, A.shape[0]) == 0
+    assert nbad > 0   # bad pixels inside the circle, not good: the classes read the dq mask
