@@ -13,7 +13,10 @@ Two measurements, each alternating the group sizes in one process:
 
 - **per star**: the 60 stars of ``profile_perstar.py`` (one thread, float32, the guard on) with
   each group size in turn and a bare ``spotrf`` of the median bordered size after each round:
-  per-star time / ``spotrf``, and the paired saving against ``g = 1`` (medians);
+  per-star time / ``spotrf``, and the paired saving against the first group size (medians);
+  and each factorisation inside the stage (``_core.set_factor_timing``) by its place in its
+  group, against the same ``spotrf``: the first follows the group's gathers and the previous
+  group's solves, the others follow a factorisation;
 - **whole CCD** (``--ccd``): ``process_ccd`` of ``bench_ccd.py``'s DECam CCD (10,000 stars,
   real S6 mask and PSF, 2 threads), the star batches' core-seconds from its metadata.
 
@@ -66,15 +69,22 @@ def per_star(groups, repeat, say):
         nb = int(np.median(ref["kcond"]) + np.median(ref["kpred"]))
         A0 = spd_matrix(nb, rng)
         t = {g: [] for g in groups}
+        place = {g: [] for g in groups}   # per repeat: mean seconds of the factorisations at each place
         floor = []
-        for r in range(repeat):
-            order = groups if r % 2 == 0 else groups[::-1]
-            for g in order:
-                _core.set_star_group(g)
-                c = time.thread_time()
-                call()
-                t[g].append((time.thread_time() - c) / nstar)
-            floor.append(float(spotrf_times(A0, 15).mean()))
+        _core.set_factor_timing(True)
+        try:
+            for r in range(repeat):
+                order = groups if r % 2 == 0 else groups[::-1]
+                for g in order:
+                    _core.set_star_group(g)
+                    _core.factor_times()   # reset
+                    c = time.thread_time()
+                    call()
+                    t[g].append((time.thread_time() - c) / nstar)
+                    place[g].append([s / n for s, n in _core.factor_times()[:g] if n])
+                floor.append(float(spotrf_times(A0, 15).mean()))
+        finally:
+            _core.set_factor_timing(False)
     floor = np.array(floor)
     ratio = {g: np.array(v) / floor for g, v in t.items()}
     say(f"per star ({nstar} stars of n ~ {nb}, one thread, {cc.lapack_info()['name']}, {repeat} "
@@ -86,6 +96,12 @@ def per_star(groups, repeat, say):
         say(f"  g={g}: {np.median(t[g]) * 1e3:.3f} ms per star = {np.median(ratio[g]):.3f}x spotrf "
             f"(per-repeat range {ratio[g].min():.3f}-{ratio[g].max():.3f}); paired saving against g={g0} "
             f"{np.median(saving):+.3f}x (range {saving.min():+.3f} to {saving.max():+.3f})")
+    say("  the factorisations inside the stage (_core.set_factor_timing: thread CPU time of each "
+        "first attempt's ?potrf, by its place in its group), x the repeat's bare spotrf, medians:")
+    for g in groups:
+        per = np.array(place[g]) / floor[:, None]
+        cells = ", ".join(f"place {k} {np.median(per[:, k]):.3f}x" for k in range(per.shape[1]))
+        say(f"  g={g}: {cells}; mean over the places {np.median(per.mean(axis=1)):.3f}x")
     return ratio
 
 

@@ -147,6 +147,35 @@ def test_star_group_with_guard_retries_and_unstable_stars():
                 np.testing.assert_array_equal(np.asarray(got[c]), np.asarray(ref[c]), err_msg=f"g={g} {c}")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_factor_timing_counts_each_place_in_the_group(rng, threads):
+    """_core.set_factor_timing (benchmarks/bench_star_group.py): each first-attempt
+    factorisation is timed at its place among its group's factorisations. 13 stars in groups
+    of 3, star 4 with nothing to predict (no factorisation): the first places count 5 (stars 0,
+    3, 6, 9, 12), the second 4 (1, 5, 7, 10), the third 3 (2, 8, 11), each with a positive
+    time; nothing is counted with the timing off, and the results are bitwise the same."""
+    Np, w = 11, 21
+    args = list(scene(rng, np.float32, nstar=13, Np=Np, w=w))
+    args[5] = args[5].copy()
+    args[5][4] *= 1e-4   # star 4: no hidden pixel
+    _core.factor_times()   # reset
+    with star_group(3):
+        ref = run_batch(*args, Np, w, threads=threads)
+        assert [n for _, n in _core.factor_times()] == [0] * 8   # off by default
+        assert _core.set_factor_timing(True) is False
+        try:
+            got = run_batch(*args, Np, w, threads=threads)
+        finally:
+            assert _core.set_factor_timing(False) is True
+        times = _core.factor_times()
+    assert ref["kpred"][4] == 0 and np.all(ref["dnt"] & 4 == 0)   # no guard retry
+    assert [n for _, n in times] == [5, 4, 3, 0, 0, 0, 0, 0]
+    assert all(t > 0 for t, n in times if n) and all(t == 0 for t, n in times if not n)
+    assert [n for _, n in _core.factor_times()] == [0] * 8   # reset by the read
+    for key in ref:
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+
+
 @pytest.mark.parametrize("g", [0, -1, 9])
 def test_set_star_group_rejects_out_of_range(g):
     with pytest.raises(ValueError, match=r"g: stars conditioned at a time must be in \[1, 8\]"):

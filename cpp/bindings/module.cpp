@@ -832,6 +832,25 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
           "bordered matrices gathered, then factorised back to back; default 2; 1: one star "
           "after the other); returns the previous setting. Results never depend on it.",
           "g"_a);
+    m.def("set_factor_timing",
+          [](bool on) { return cloudcov::factor_timing().exchange(on); },
+          "Benchmarks: whether the per-star stage times each first-attempt factorisation by its "
+          "place in its group of stars (default off; read with factor_times); returns the "
+          "previous setting. Results never depend on it.", "on"_a);
+    m.def("factor_times",
+          [](bool reset) {
+              auto& ft = cloudcov::factor_times();
+              py::list out;
+              for (int k = 0; k < cloudcov::kMaxStarGroup; ++k) {
+                  const long long ns = reset ? ft.ns[k].exchange(0) : ft.ns[k].load();
+                  const long long n = reset ? ft.count[k].exchange(0) : ft.count[k].load();
+                  out.append(py::make_tuple(1e-9 * static_cast<double>(ns), n));
+              }
+              return out;
+          },
+          "Benchmarks: the factorisations timed since the last reset (set_factor_timing), by "
+          "their place in their group (0: the group's first): a list of kMaxStarGroup "
+          "(thread CPU seconds, count) pairs; reset=True zeroes them.", "reset"_a = true);
     m.def("set_gather_prefetch",
           [](bool on) { return cloudcov::gather_prefetch().exchange(on); },
           "Benchmarks: switch the per-star gather's prefetch on or off (default on); returns "

@@ -37,7 +37,9 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <stdexcept>
 #include <cstdint>
 #include <limits>
@@ -551,6 +553,36 @@ inline std::atomic<int>& star_group() {
     return g;
 }
 
+// Benchmarks only (off by default; _core.set_factor_timing and _core.factor_times): when on,
+// condition_group adds the thread CPU time of each first-attempt factorisation to the
+// factorisation's place in its group (0: the first one, which follows the group's gathers and
+// the previous group's solves; 1 ...: those that follow another), so that a benchmark sees what
+// a factorisation costs inside the stage (benchmarks/bench_star_group.py). Two clock reads per
+// factorisation when on, one relaxed load per group when off; no effect on any result.
+struct FactorTimes {
+    std::atomic<long long> ns[kMaxStarGroup];
+    std::atomic<long long> count[kMaxStarGroup];
+};
+inline FactorTimes& factor_times() {
+    static FactorTimes t{};
+    return t;
+}
+inline std::atomic<bool>& factor_timing() {
+    static std::atomic<bool> on{false};
+    return on;
+}
+// CPU time of the calling thread in ns (a monotonic wall clock where there is no thread clock).
+inline long long thread_cpu_ns() {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec;
+#else
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+#endif
+}
+
 // g stars (0 < g <= kMaxStarGroup), each conditioned as alone (the same arithmetic, the same
 // results; condition_star is g = 1): a first attempt in the working precision T (judged by the
 // guard when opt.guard), then condition_retry if it failed. The first attempts are
@@ -571,7 +603,18 @@ void condition_group(int g, const Source* const* src, const StarStamp* const* st
     detail::AttemptPlan plan[kMaxStarGroup];
     for (int a = 0; a < g; ++a)
         plan[a] = detail::attempt_build(*src[a], *st[a], opt, 0.0, opt.guard, scratch(a));
-    for (int a = 0; a < g; ++a) detail::attempt_factor(*st[a], L, scratch(a), plan[a]);
+    if (factor_timing().load(std::memory_order_relaxed)) {
+        FactorTimes& ft = factor_times();
+        for (int a = 0, k = 0; a < g; ++a) {
+            if (!plan[a].ok) continue;   // nothing to factorise
+            const long long t0 = thread_cpu_ns();
+            detail::attempt_factor(*st[a], L, scratch(a), plan[a]);
+            ft.ns[k].fetch_add(thread_cpu_ns() - t0, std::memory_order_relaxed);
+            ft.count[k++].fetch_add(1, std::memory_order_relaxed);
+        }
+    } else {
+        for (int a = 0; a < g; ++a) detail::attempt_factor(*st[a], L, scratch(a), plan[a]);
+    }
     for (int a = 0; a < g; ++a) {
         res[a] = CondResult();
         if (detail::attempt_finish(*src[a], *st[a], opt, L, plan[a], opt.guard, scratch(a), res[a]))
