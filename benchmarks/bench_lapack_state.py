@@ -26,8 +26,10 @@ The modes are alternated (order reversed every other repeat), each a median of 5
 figure is the median over the repeats of the ratio to **bare** in the same repeat. Last, how much
 this machine's caches hold: a numpy reduction over the first X MB of a buffer, repeated (GB/s).
 On the Ice Lake Xeon (2026-12-08) a spotrf after one star's gather cost 1.07x its bare time and
-after two (the first star of a group of two) 1.09x, after another spotrf 1.02x: the first star
-of each group pays ~0.07x, the second ~0.02x.
+after two (the first star of a group of two) 1.09x, after another spotrf 1.02x. Inside the stage
+itself (``bench_star_group.py``, which times each factorisation there by its place in its group)
+the first of a group cost 1.11x and the second 1.01x: the gathers account for most of the
+first one's extra cost, the previous group's solves for the rest.
 
 Then the stand-in itself: the stars' own bordered matrices (8 stars of the same field, built by
 ``_core.bordered_matrix``, mirrored to full symmetric, Fortran order) and stand-ins of the same
