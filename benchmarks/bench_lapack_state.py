@@ -28,7 +28,7 @@ this machine's caches hold: a numpy reduction over the first X MB of a buffer, r
 On the Ice Lake Xeon (2026-12-08) a spotrf after one star's gather cost 1.07x its bare time and
 after two (the first star of a group of two) 1.09x, after another spotrf 1.02x. Inside the stage
 itself (``bench_star_group.py``, which times each factorisation there by its place in its group)
-the first of a group cost 1.11x and the second 1.01x: the gathers account for most of the
+the first of a group cost 1.11x and the second 1.01x: the gathers alone reproduce most of the
 first one's extra cost, the previous group's solves for the rest.
 
 Then the stand-in itself: the stars' own bordered matrices (8 stars of the same field, built by
