@@ -29,7 +29,8 @@ On the Ice Lake Xeon (2026-12-08) a spotrf after one star's gather cost 1.07x it
 after two (the first star of a group of two) 1.09x, after another spotrf 1.02x. Inside the stage
 itself (``bench_star_group.py``, which times each factorisation there by its place in its group)
 the first of a group cost 1.11x and the second 1.01x: the gathers alone reproduce most of the
-first one's extra cost, the previous group's solves for the rest.
+first one's extra cost, not all of it (the stage also runs the previous group's solves before
+it).
 
 Then the stand-in itself: the stars' own bordered matrices (8 stars of the same field, built by
 ``_core.bordered_matrix``, mirrored to full symmetric, Fortran order) and stand-ins of the same
