@@ -42,3 +42,35 @@ def test_budget_too_small():
         plan_strips((0, 500), (0, 500), 33, 129, max_memory=1000)
     with pytest.raises(ValueError, match="empty star region"):
         plan_strips((5, 5), (0, 10))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_memory", [40 << 20, 256 << 20])
+def test_sweep_plan_ring_starts_on_a_cache_line(dtype, max_memory):
+    """The ring buffer of every sweep plan starts on a 64-byte boundary: the sweep writes whole
+    cache lines of it, so that which lines (and stack_values_written) follow from the inputs,
+    not from where the allocator put the buffer (np.empty gives 16-byte alignment)."""
+    from cloudcov.tiling import sweep_plan
+    rng = np.random.default_rng(3)
+    for n, side in ((5, 300), (40, 900), (300, 2100)):
+        R = rng.integers(80, side - 80, n).astype(np.int64)
+        C = rng.integers(80, side - 80, n).astype(np.int64)
+        _, ring, bim = sweep_plan(R, C, 33, 129, 129, max_memory, dtype)
+        assert ring.ctypes.data % 64 == 0
+        assert ring.dtype == dtype and ring.ndim == 1 and ring.flags.c_contiguous and ring.flags.writeable
+        ring[-1] = 1.0   # the whole length is usable
+
+
+def test_aligned_empty():
+    from cloudcov.tiling import _aligned_empty
+    for align in (16, 64, 4096):
+        assert _aligned_empty(0, np.float32, align).shape == (0,)
+        for n in (1, 7, 1000, 123457):
+            a = _aligned_empty(n, np.float32, align)
+            assert a.shape == (n,) and a.dtype == np.float32 and a.ctypes.data % align == 0
+            a[:] = 2.0
+            assert (a == 2.0).all()
+    with pytest.raises(ValueError, match="align"):
+        _aligned_empty(10, np.float64, 4)
+    with pytest.raises(ValueError, match="align"):
+        _aligned_empty(10, np.float32, 48)

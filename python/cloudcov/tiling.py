@@ -173,7 +173,11 @@ def sweep_plan(R, C, Np, widx, widy, max_memory, dtype):
     sweeps : list of StripSweep
         Non-empty strips, left to right; every centre is in exactly one.
     ring_buf, bim_buf : ndarray of ``dtype``
-        Buffers large enough for every strip (reused strip after strip).
+        Buffers large enough for every strip (reused strip after strip). ``ring_buf`` starts on
+        a 64-byte cache-line boundary: the sweep writes whole lines of the ring (those holding
+        the entries the stamps read), so that which lines, and how many values
+        (``stack_values_written``), then follow from the inputs alone, not from where the
+        allocator put the buffer.
 
     Notes
     -----
@@ -200,7 +204,32 @@ def sweep_plan(R, C, Np, widx, widy, max_memory, dtype):
         b0, b1 = strip.col0 - mc, strip.col1 + mc
         ring_rows = min(strip.ring_rows, a1 - a0 - widx + 1)
         sweeps.append(StripSweep(sel, a0, a1, b0, b1, ring_rows))
-    return sweeps, np.empty(ring_len, dtype=dt), np.empty(bim_len, dtype=dt)
+    return sweeps, _aligned_empty(ring_len, dt), np.empty(bim_len, dtype=dt)
+
+
+def _aligned_empty(n, dtype, align=64):
+    """An uninitialised 1-d C-contiguous array of ``n`` elements of ``dtype`` whose data start
+    on an ``align``-byte boundary (a view into a slightly larger byte buffer, which it keeps
+    alive).
+
+    Parameters
+    ----------
+    n : int
+        Number of elements (>= 0).
+    dtype : numpy dtype
+    align : int
+        Alignment in bytes, a power of two that is a multiple of the item size.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    dt = np.dtype(dtype)
+    if align <= 0 or align & (align - 1) or align % dt.itemsize:
+        raise ValueError(f"align: expected a power of two multiple of {dt.itemsize} bytes, got {align}")
+    raw = np.empty(int(n) * dt.itemsize + align, dtype=np.uint8)
+    off = -raw.ctypes.data % align
+    return raw[off:off + int(n) * dt.itemsize].view(dt)
 
 
 def progress_bar(iterable, desc, enabled):
