@@ -139,6 +139,8 @@ def test_spotrf_floor_counts_only_the_factorising_thread():
         try:
             time.sleep(0.05)
             for _ in range(3):   # a loaded machine may leave the busy thread no core for a while
+                # (with it on about half a core, as beside a test run, the process clock was seen
+                # at only 1.2x the thread's own: it needs most of a core to show reliably)
                 b0, w0 = busy_cpu[0], time.perf_counter()
                 # means: the kernel adds a running thread's time to the process clock at its
                 # ticks (every few ms), so one short call sees all of it or none
@@ -146,13 +148,13 @@ def test_spotrf_floor_counts_only_the_factorising_thread():
                 proc = np.mean(spotrf_times(a0, 150, clock=time.process_time))
                 share = (busy_cpu[0] - b0) / (time.perf_counter() - w0)   # of one core
                 tries.append((own, proc, share))
-                if share > 0.5:
+                if share > 0.8:
                     break
         finally:
             stop.set()
             th.join()
     own, proc, share = tries[-1]
-    if share <= 0.5:
+    if share <= 0.8:
         pytest.skip(f"the busy thread ran only {share:.0%} of the time (machine loaded): {tries}")
     assert own < 0.8 * proc, tries
 
