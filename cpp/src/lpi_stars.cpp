@@ -12,21 +12,12 @@
 #include "cloudcov/errors.hpp"
 #include "cloudcov/shift_stack.hpp"
 #include "cloudcov/parallel.hpp"
+#include "cloudcov/cpu_clock.hpp"
 #include "cloudcov/pixel_classes.hpp"
 
 namespace cloudcov {
 
 namespace {
-
-// CPU seconds of the process (CLOCK_PROCESS_CPUTIME_ID) or the calling thread
-// (CLOCK_THREAD_CPUTIME_ID).
-double cpu_seconds(clockid_t clock) {
-    timespec ts{};
-    clock_gettime(clock, &ts);
-    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-double process_cpu_seconds() { return cpu_seconds(CLOCK_PROCESS_CPUTIME_ID); }
-double thread_cpu_seconds() { return cpu_seconds(CLOCK_THREAD_CPUTIME_ID); }
 
 // Per-thread storage, allocated once per strip (or lpi_stars call) and reused for every star.
 template <class T>

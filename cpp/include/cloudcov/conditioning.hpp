@@ -37,9 +37,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cmath>
-#include <ctime>
 #include <stdexcept>
 #include <cstdint>
 #include <limits>
@@ -47,6 +45,7 @@
 #include <vector>
 
 #include "cloudcov/aligned.hpp"
+#include "cloudcov/cpu_clock.hpp"
 #include "cloudcov/lapack.hpp"
 #include "cloudcov/pixel_classes.hpp"
 #include "cloudcov/prefetch.hpp"
@@ -571,17 +570,6 @@ inline std::atomic<bool>& factor_timing() {
     static std::atomic<bool> on{false};
     return on;
 }
-// CPU time of the calling thread in ns (a monotonic wall clock where there is no thread clock).
-inline long long thread_cpu_ns() {
-#if defined(CLOCK_THREAD_CPUTIME_ID)
-    timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec;
-#else
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch()).count();
-#endif
-}
 
 // g stars (0 < g <= kMaxStarGroup), each conditioned as alone (the same arithmetic, the same
 // results; condition_star is g = 1): a first attempt in the working precision T (judged by the
@@ -609,9 +597,9 @@ void condition_group(int g, const Source* const* src, const StarStamp* const* st
         FactorTimes& ft = factor_times();
         for (int a = 0, k = 0; a < g; ++a) {
             if (!plan[a].ok) continue;   // nothing to factorise
-            const long long t0 = thread_cpu_ns();
+            const double t0 = thread_cpu_seconds();
             detail::attempt_factor(*st[a], L, scratch(a), plan[a]);
-            ft.ns[k].fetch_add(thread_cpu_ns() - t0, std::memory_order_relaxed);
+            ft.ns[k].fetch_add(std::llround(1e9 * (thread_cpu_seconds() - t0)), std::memory_order_relaxed);
             ft.count[k++].fetch_add(1, std::memory_order_relaxed);
         }
     } else {
